@@ -1,0 +1,601 @@
+"""The embedded demo server: real gRPC services on 127.0.0.1, no external backend needed.
+
+Services (``streamnb/grpc/protos/streamnb_demo.proto``, package ``streamnb.demo.v1``):
+
+* ``EventFeed`` - ``Get`` (unary), ``Subscribe`` / ``SubscribeBatched`` (server streaming with
+  rate, count, resume offset and fault injection), ``Echo`` (bidirectional);
+* ``Aggregator.Aggregate`` - client streaming: count/sum/mean/min/max of the numbers sent;
+* ``Agent.Chat`` - bidirectional: each prompt is answered with token, tool-call and done events;
+* ``Json`` - the same feed/aggregate/chat/echo over JSON bytes (identity serialisers), for the
+  catalogue's generic JSON mode (no descriptors, so reflection does not list it);
+* ``grpc.reflection.v1alpha.ServerReflection`` and ``grpc.health.v1.Health``.
+
+**Malformed messages.** The protobuf services are registered with a response serialiser that
+passes ``bytes`` through untouched and serialises messages otherwise, so the *same* method
+(``EventFeed/Subscribe`` with ``malformed_seq``) can put bytes on the wire that are not a valid
+``Event`` - exactly what a client meets when a server is buggy. The JSON service sends truncated
+JSON in the same place. Either way the feed continues with the next event.
+
+Every call the server handles is recorded (bounded) in :attr:`DemoServer.calls`, with whether
+the client cancelled it - tests use :meth:`DemoServer.wait_for_call` to check that breaking out
+of a stream really cancels the RPC on the server.
+
+Example::
+
+    async with DemoServer() as srv:
+        print(srv.address)                       # 127.0.0.1:<ephemeral port>
+        async with GrpcClient(srv.address) as client:
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from streamnb.grpc._generated import streamnb_demo_pb2 as pb
+
+__all__ = ["SERVICE_NAMES", "DemoServer", "ServedCall", "answer_prompt"]
+
+_log = structlog.get_logger("streamnb.demo")
+
+_PKG = "streamnb.demo.v1"
+#: Services of the demo server that carry protobuf descriptors (listed by reflection).
+SERVICE_NAMES: tuple[str, ...] = (f"{_PKG}.EventFeed", f"{_PKG}.Aggregator", f"{_PKG}.Agent")
+JSON_SERVICE = f"{_PKG}.Json"
+_TOOL_WORDS = ("weather", "time", "calc", "search")
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+_MALFORMED_PROTO = b"\xff\xff\xff\xff"  # a truncated varint tag: never a valid message
+
+
+@dataclass(slots=True)
+class ServedCall:
+    """One call the demo server handled: which method, what moved, how it ended."""
+
+    method: str
+    sent: int = 0
+    received: int = 0
+    cancelled: bool = False
+    finished: bool = False
+    error: str | None = None
+
+
+def _serialize(message: Any) -> bytes:
+    # bytes pass through untouched: that is how the feed injects malformed messages.
+    if type(message) is bytes:
+        return message
+    data: bytes = message.SerializeToString()
+    return data
+
+
+def answer_prompt(prompt_id: int, text: str) -> list[dict[str, Any]]:
+    """The deterministic answer of ``Agent.Chat`` to one prompt, as JSON-ready dicts.
+
+    A ``tool_call`` first when ``text`` contains a tool word (weather, time, calc, search; the
+    first one found), then one ``token`` per word of ``"You said: " + text`` (tokens after the
+    first start with a space, so joining them gives the sentence back), then ``done``.
+
+    >>> [e["kind"] for e in answer_prompt(1, "hi")]
+    ['token', 'token', 'token', 'done']
+    """
+    events: list[dict[str, Any]] = []
+    lowered = text.lower()
+    tool = next((w for w in _TOOL_WORDS if w in lowered), None)
+    if tool is not None:
+        args = json.dumps({"query": text}, sort_keys=True)
+        events.append({"kind": "tool_call", "name": tool, "arguments": args})
+    words = ["You", "said:", *text.split()]
+    tokens = [words[0]] + [" " + w for w in words[1:]]
+    events.extend({"kind": "token", "text": t} for t in tokens)
+    events.append({"kind": "done", "tokens": len(tokens)})
+    for index, event in enumerate(events):
+        event["prompt_id"] = prompt_id
+        event["index"] = index
+    return events
+
+
+def _agent_event(event: dict[str, Any]) -> pb.AgentEvent:
+    msg = pb.AgentEvent(prompt_id=event["prompt_id"], index=event["index"], timestamp=time.time())
+    kind = event["kind"]
+    if kind == "token":
+        msg.token.text = event["text"]
+    elif kind == "tool_call":
+        msg.tool_call.name = event["name"]
+        msg.tool_call.arguments = event["arguments"]
+    else:
+        msg.done.tokens = event["tokens"]
+    return msg
+
+
+@dataclass(slots=True)
+class _FeedParams:
+    start: int = 0
+    count: int = 0
+    rate: float = 0.0
+    payload_size: int = 0
+    batch_size: int = 0
+    drop_after: int = 0
+    fail_code: int = 0
+    delay: float = 0.0
+    malformed_seq: int | None = None
+    kind: str = "tick"
+
+    @classmethod
+    def from_proto(cls, req: pb.SubscribeRequest) -> _FeedParams:
+        return cls(
+            start=req.start,
+            count=req.count,
+            rate=req.rate,
+            payload_size=req.payload_size,
+            batch_size=req.batch_size,
+            drop_after=req.drop_after,
+            fail_code=req.fail_code,
+            delay=req.delay,
+            malformed_seq=req.malformed_seq if req.HasField("malformed_seq") else None,
+            kind=req.kind or "tick",
+        )
+
+    @classmethod
+    def from_json(cls, req: Any) -> _FeedParams:
+        if not isinstance(req, dict):
+            raise ValueError(f"expected a JSON object, got {type(req).__name__}")
+        known = set(cls.__slots__)
+        unknown = sorted(set(req) - known)
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; known: {sorted(known)}")
+        params = cls(**req)
+        params.kind = params.kind or "tick"
+        return params
+
+
+class DemoServer:
+    """The demo gRPC server as an async context manager (see the module docstring).
+
+    ``port=0`` (the default) binds an ephemeral port; :attr:`address` is the ``host:port`` to
+    dial. ``token_delay`` slows ``Agent.Chat`` down (seconds between events) so a live view has
+    something to watch. ``grace`` is how long :meth:`stop` lets running calls finish.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token_delay: float = 0.0,
+        grace: float | None = 0.2,
+        max_message_length: int = 4 * 1024 * 1024,
+        history: int = 1000,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.token_delay = token_delay
+        self.grace = grace
+        self.max_message_length = max_message_length
+        #: Calls handled so far, oldest first (bounded by ``history``).
+        self.calls: deque[ServedCall] = deque(maxlen=history)
+        self._server: grpc.aio.Server | None = None
+        self._changed = asyncio.Event()  # replaced after each set(): waiters hold the old one
+
+    @property
+    def address(self) -> str:
+        """``host:port`` to dial (valid once started)."""
+        if self._server is None:
+            raise RuntimeError("DemoServer is not running: use 'async with DemoServer() as srv'")
+        return f"{self.host}:{self.port}"
+
+    async def __aenter__(self) -> DemoServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Bind and start serving (idempotent errors: starting twice raises RuntimeError)."""
+        if self._server is not None:
+            raise RuntimeError("DemoServer already started")
+        options = [
+            ("grpc.max_send_message_length", self.max_message_length),
+            ("grpc.max_receive_message_length", self.max_message_length),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(options=options)
+        server.add_generic_rpc_handlers(self._handlers())
+        health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        names = (*SERVICE_NAMES, reflection.SERVICE_NAME, "grpc.health.v1.Health")
+        reflection.enable_server_reflection(names, server)
+        port = server.add_insecure_port(f"{self.host}:{self.port}")
+        if port == 0:
+            raise OSError(f"DemoServer could not bind {self.host}:{self.port}")
+        await server.start()
+        for name in ("", *SERVICE_NAMES, JSON_SERVICE):
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._server, self.port = server, port
+        _log.info("streamnb.demo.started", address=self.address)
+
+    async def stop(self) -> None:
+        """Stop serving; running calls get ``grace`` seconds, then are cancelled."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        await server.stop(self.grace)
+        await server.wait_for_termination(0)
+        _log.info("streamnb.demo.stopped", host=self.host, port=self.port)
+
+    async def serve_forever(self) -> None:
+        """Block until the server stops (``python -m streamnb.demo`` uses it)."""
+        if self._server is None:
+            raise RuntimeError("DemoServer is not running")
+        await self._server.wait_for_termination()
+
+    async def wait_for_call(
+        self, predicate: Callable[[ServedCall], bool], *, within: float = 5.0
+    ) -> ServedCall:
+        """Wait until a recorded call satisfies ``predicate`` (e.g. ``lambda c: c.cancelled``)."""
+        async with asyncio.timeout(within):
+            while True:
+                changed = self._changed
+                for call in self.calls:
+                    if predicate(call):
+                        return call
+                await changed.wait()
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> ServedCall:
+        record = ServedCall(method)
+        self.calls.append(record)
+
+        def done(ctx: Any) -> None:
+            record.finished = True
+            record.cancelled = record.cancelled or bool(ctx.cancelled())
+            code = ctx.code()
+            if code is not None and code not in (0, grpc.StatusCode.OK):
+                record.error = getattr(code, "name", str(code))
+            self._changed, changed = asyncio.Event(), self._changed
+            changed.set()
+
+        context.add_done_callback(done)
+        return record
+
+    # -- handlers --------------------------------------------------------------------------------
+
+    def _handlers(self) -> list[grpc.GenericRpcHandler]:
+        ident = None  # identity (de)serialisers: bytes in, bytes out
+        feed = {
+            "Get": grpc.unary_unary_rpc_method_handler(
+                self._get, pb.GetRequest.FromString, _serialize
+            ),
+            "Subscribe": grpc.unary_stream_rpc_method_handler(
+                self._subscribe, pb.SubscribeRequest.FromString, _serialize
+            ),
+            "SubscribeBatched": grpc.unary_stream_rpc_method_handler(
+                self._subscribe_batched, pb.SubscribeRequest.FromString, _serialize
+            ),
+            "Echo": grpc.stream_stream_rpc_method_handler(
+                self._echo, pb.Event.FromString, _serialize
+            ),
+        }
+        aggregator = {
+            "Aggregate": grpc.stream_unary_rpc_method_handler(
+                self._aggregate, pb.Number.FromString, _serialize
+            )
+        }
+        agent = {
+            "Chat": grpc.stream_stream_rpc_method_handler(
+                self._chat, pb.Prompt.FromString, _serialize
+            )
+        }
+        json_methods = {
+            "Get": grpc.unary_unary_rpc_method_handler(self._json_get, ident, ident),
+            "Subscribe": grpc.unary_stream_rpc_method_handler(self._json_subscribe, ident, ident),
+            "SubscribeBatched": grpc.unary_stream_rpc_method_handler(
+                self._json_subscribe_batched, ident, ident
+            ),
+            "Aggregate": grpc.stream_unary_rpc_method_handler(self._json_aggregate, ident, ident),
+            "Chat": grpc.stream_stream_rpc_method_handler(self._json_chat, ident, ident),
+            "Echo": grpc.stream_stream_rpc_method_handler(self._json_echo, ident, ident),
+        }
+        return [
+            grpc.method_handlers_generic_handler(f"{_PKG}.EventFeed", feed),
+            grpc.method_handlers_generic_handler(f"{_PKG}.Aggregator", aggregator),
+            grpc.method_handlers_generic_handler(f"{_PKG}.Agent", agent),
+            grpc.method_handlers_generic_handler(JSON_SERVICE, json_methods),
+        ]
+
+    async def _feed(
+        self,
+        method: str,
+        params: _FeedParams,
+        context: grpc.aio.ServicerContext[Any, Any],
+        make: Callable[[int, int], Any],
+        malformed: Callable[[int], bytes],
+    ) -> None:
+        """The feed both encodings share: writes messages, paces, injects faults.
+
+        ``make(seq, n)`` builds the message of events seq..seq+n-1 (n = 1 unless batched).
+        """
+        record = self._begin(method, context)
+        fail = _CODES.get(params.fail_code or grpc.StatusCode.UNAVAILABLE.value[0])
+        if fail is None or fail is grpc.StatusCode.OK:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"fail_code {params.fail_code} is not a status"
+            )
+            return
+        if params.fail_code and not params.drop_after:
+            await context.abort(fail, f"injected failure ({fail.name}) before the first event")
+        if params.delay > 0:
+            await asyncio.sleep(params.delay)
+        end = params.start + params.count if params.count else math.inf
+        step = (params.batch_size or 100) if method.endswith("Batched") else 1
+        interval = step / params.rate if params.rate > 0 else 0.0
+        seq = params.start
+        sent = 0
+        write = context.write
+        t0 = time.monotonic()
+        try:
+            while seq < end:
+                if params.drop_after and sent >= params.drop_after:
+                    await context.abort(
+                        fail,
+                        f"injected fault: connection dropped after {sent} messages"
+                        f" (next seq {seq})",
+                    )
+                if interval:
+                    ahead = t0 + sent * interval - time.monotonic()
+                    if ahead > 0.001:
+                        await asyncio.sleep(ahead)
+                n = int(min(step, end - seq))
+                if params.malformed_seq is not None and seq <= params.malformed_seq < seq + n:
+                    await write(malformed(seq))
+                else:
+                    await write(make(seq, n))
+                seq += n
+                sent += 1
+                record.sent = sent
+        except asyncio.CancelledError:
+            record.cancelled = True
+            raise
+
+    async def _get(
+        self, request: pb.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Event:
+        record = self._begin("EventFeed/Get", context)
+        record.received = record.sent = 1
+        return pb.Event(
+            seq=request.seq, timestamp=time.time(), kind="get", payload="x" * request.payload_size
+        )
+
+    async def _subscribe(
+        self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        params = _FeedParams.from_proto(request)
+        payload, kind = "x" * params.payload_size, params.kind
+        event, now = pb.Event, time.time
+
+        def make(seq: int, n: int) -> Any:
+            return event(seq=seq, timestamp=now(), kind=kind, payload=payload)
+
+        await self._feed("EventFeed/Subscribe", params, context, make, lambda s: _MALFORMED_PROTO)
+
+    async def _subscribe_batched(
+        self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        params = _FeedParams.from_proto(request)
+        payload, kind = "x" * params.payload_size, params.kind
+        event, batch, now = pb.Event, pb.EventBatch, time.time
+
+        def make(seq: int, n: int) -> Any:
+            ts = now()
+            return batch(
+                events=[
+                    event(seq=s, timestamp=ts, kind=kind, payload=payload)
+                    for s in range(seq, seq + n)
+                ]
+            )
+
+        await self._feed(
+            "EventFeed/SubscribeBatched", params, context, make, lambda s: _MALFORMED_PROTO
+        )
+
+    async def _echo(
+        self, requests: AsyncIterator[pb.Event], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.Event]:
+        record = self._begin("EventFeed/Echo", context)
+        try:
+            async for event in requests:
+                record.received += 1
+                event.timestamp = time.time()
+                yield event
+                record.sent += 1
+        except asyncio.CancelledError:
+            record.cancelled = True
+            raise
+
+    async def _aggregate(
+        self, requests: AsyncIterator[pb.Number], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Summary:
+        record = self._begin("Aggregator/Aggregate", context)
+        values: list[float] = []
+        try:
+            async for number in requests:
+                values.append(number.value)
+                record.received += 1
+        except asyncio.CancelledError:
+            record.cancelled = True
+            raise
+        record.sent = 1
+        return pb.Summary(**_summary(values))
+
+    async def _chat(
+        self, requests: AsyncIterator[pb.Prompt], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.AgentEvent]:
+        record = self._begin("Agent/Chat", context)
+        try:
+            async for prompt in requests:
+                record.received += 1
+                for event in answer_prompt(prompt.id, prompt.text):
+                    if self.token_delay:
+                        await asyncio.sleep(self.token_delay)
+                    yield _agent_event(event)
+                    record.sent += 1
+        except asyncio.CancelledError:
+            record.cancelled = True
+            raise
+
+    # -- JSON service ----------------------------------------------------------------------------
+
+    @staticmethod
+    async def _json_request(
+        data: bytes, context: grpc.aio.ServicerContext[Any, Any], method: str, index: int = 0
+    ) -> Any:
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{method}: request #{index} is not valid JSON: {exc}",
+            )
+
+    async def _json_get(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        record = self._begin("Json/Get", context)
+        req = await self._json_request(data, context, "Json/Get")
+        if not isinstance(req, dict):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Json/Get expects an object")
+        code = _CODES.get(int(req.get("fail_code", 0)))
+        if code is not None and code is not grpc.StatusCode.OK:
+            await context.abort(code, f"injected failure ({code.name})")
+        record.received = record.sent = 1
+        event = {"seq": int(req.get("seq", 0)), "timestamp": time.time(), "kind": "get"}
+        event["payload"] = "x" * int(req.get("payload_size", 0))
+        return json.dumps(event).encode()
+
+    async def _json_params(
+        self, data: bytes, context: grpc.aio.ServicerContext[Any, Any], method: str
+    ) -> _FeedParams:
+        req = await self._json_request(data, context, method)
+        try:
+            return _FeedParams.from_json(req)
+        except (TypeError, ValueError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: {exc}")
+            raise  # abort raises; this keeps type checkers convinced
+
+    async def _json_subscribe(
+        self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        params = await self._json_params(data, context, "Json/Subscribe")
+        head = '{"seq":'
+        tail = f',"kind":{json.dumps(params.kind)},"payload":"{"x" * params.payload_size}"}}'
+        now = time.time
+
+        def make(seq: int, n: int) -> bytes:
+            return f'{head}{seq},"timestamp":{now()!r}{tail}'.encode()
+
+        def malformed(seq: int) -> bytes:
+            return f'{head}{seq},"timestamp":'.encode()  # truncated JSON
+
+        await self._feed("Json/Subscribe", params, context, make, malformed)
+
+    async def _json_subscribe_batched(
+        self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        params = await self._json_params(data, context, "Json/SubscribeBatched")
+        kind, payload, now = params.kind, "x" * params.payload_size, time.time
+
+        def make(seq: int, n: int) -> bytes:
+            ts = now()
+            events = [
+                {"seq": s, "timestamp": ts, "kind": kind, "payload": payload}
+                for s in range(seq, seq + n)
+            ]
+            return json.dumps({"events": events}, separators=(",", ":")).encode()
+
+        await self._feed("Json/SubscribeBatched", params, context, make, lambda s: b'{"events":[')
+
+    async def _json_aggregate(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes:
+        record = self._begin("Json/Aggregate", context)
+        values: list[float] = []
+        try:
+            async for data in requests:
+                item = await self._json_request(data, context, "Json/Aggregate", record.received)
+                value = item.get("value") if isinstance(item, dict) else item
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"Json/Aggregate: request #{record.received} is not a number or "
+                        f'{{"value": number}}: {item!r}',
+                    )
+                values.append(float(value))
+                record.received += 1
+        except asyncio.CancelledError:
+            record.cancelled = True
+            raise
+        record.sent = 1
+        return json.dumps(_summary(values)).encode()
+
+    async def _json_chat(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
+        record = self._begin("Json/Chat", context)
+        try:
+            async for data in requests:
+                req = await self._json_request(data, context, "Json/Chat", record.received)
+                if isinstance(req, str):
+                    req = {"id": record.received, "text": req}
+                if not isinstance(req, dict) or not isinstance(req.get("text"), str):
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"Json/Chat: prompt #{record.received} must be a string"
+                        ' or {"id": ..., "text": ...}',
+                    )
+                record.received += 1
+                for event in answer_prompt(int(req.get("id", record.received - 1)), req["text"]):
+                    if self.token_delay:
+                        await asyncio.sleep(self.token_delay)
+                    event["timestamp"] = time.time()
+                    yield json.dumps(event).encode()
+                    record.sent += 1
+        except asyncio.CancelledError:
+            record.cancelled = True
+            raise
+
+    async def _json_echo(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
+        record = self._begin("Json/Echo", context)
+        try:
+            async for data in requests:
+                record.received += 1
+                yield data
+                record.sent += 1
+        except asyncio.CancelledError:
+            record.cancelled = True
+            raise
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0, "sum": 0.0, "mean": 0.0, "min": 0.0, "max": 0.0}
+    total = math.fsum(values)
+    return {
+        "count": len(values),
+        "sum": total,
+        "mean": total / len(values),
+        "min": min(values),
+        "max": max(values),
+    }
