@@ -1,0 +1,71 @@
+"""streamnb: streaming patterns made tangible in Jupyter.
+
+The core - :class:`Stream` and its operators, backpressure buffers, error recovery and
+metrics - needs only the standard library and structlog, so ``import streamnb`` works in a
+plain script. The gRPC adapter (``streamnb.grpc``, extra ``[grpc]``), the notebook layer
+(``streamnb.notebook``, extra ``[notebook]``) and the Dask stage (``streamnb.dask``, extra
+``[dask]``) are imported only when you use them.
+
+Example::
+
+    import asyncio
+    from streamnb import Stream
+
+    async def main() -> None:
+        evens = Stream(range(10)).map(lambda x: x * 2).filter(lambda x: x % 4 == 0)
+        print(await evens.collect())   # [0, 4, 8, 12, 16]
+
+    asyncio.run(main())
+"""
+
+from .buffer import BufferStats, Overflow
+from .errors import (
+    BufferOverflowError,
+    BufferTimeoutError,
+    CircuitOpenError,
+    CollectLimitError,
+    EmptyStreamError,
+    PipelineStoppedError,
+    RetryExhaustedError,
+    StreamConsumedError,
+    StreamnbError,
+)
+from .metrics import Meter, MetricsSnapshot
+from .recovery import (
+    CircuitBreaker,
+    CircuitState,
+    DeadLetter,
+    DeadLetterEntry,
+    ErrorPolicy,
+    RetryPolicy,
+    default_retryable,
+)
+from .stream import Iteration, Stream
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BufferOverflowError",
+    "BufferStats",
+    "BufferTimeoutError",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "CollectLimitError",
+    "DeadLetter",
+    "DeadLetterEntry",
+    "EmptyStreamError",
+    "ErrorPolicy",
+    "Iteration",
+    "Meter",
+    "MetricsSnapshot",
+    "Overflow",
+    "PipelineStoppedError",
+    "RetryExhaustedError",
+    "RetryPolicy",
+    "Stream",
+    "StreamConsumedError",
+    "StreamnbError",
+    "__version__",
+    "default_retryable",
+]

@@ -1,0 +1,273 @@
+"""Per-stage metrics: cheap counters on the hot path, plain-data snapshots for everyone else.
+
+A :class:`Meter` is created for each ``.monitor(name)`` point of a running stream. The stage
+that feeds it keeps its counts in local variables (one integer increment per item) and
+*publishes* them to the meter every so often: the publishing pace adapts so that it happens
+roughly every 20 ms of stream time (every item for a slow stream, at most every
+:data:`MAX_PUBLISH_STEP` items for a fast one). Readers - the notebook dashboard, the log
+reporter, your code - call :meth:`Meter.snapshot`, which returns a frozen
+:class:`MetricsSnapshot`; nothing is computed per item for them.
+
+Example::
+
+    s = Stream(range(1000)).map(str).monitor("strings", size=len)
+    async with s.open() as it:
+        async for _ in it:
+            pass
+        print(it.metrics()["strings"].items)   # 1000
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+if TYPE_CHECKING:
+    from .buffer import BufferStats
+    from .recovery import DeadLetter
+
+__all__ = ["MAX_PUBLISH_STEP", "Meter", "MetricsSnapshot", "StageStatus"]
+
+_log = structlog.get_logger("streamnb.metrics")
+
+#: Upper bound on how many items may pass between two publications of a meter's counters.
+MAX_PUBLISH_STEP = 1024
+_TARGET_INTERVAL = 0.02  # seconds between publications the pacing aims for
+
+StageStatus = Literal["idle", "running", "done", "failed", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """What one monitored point of a stream has seen, at ``taken_at`` (``time.monotonic``).
+
+    Rates are measured from the first item (not from construction), ``window_rate`` over the
+    last ``window`` seconds. ``latency`` (seconds) needs ``monitor(timestamp=...)``; the buffer
+    fields are filled when the monitored stage is a ``buffer``. ``errors`` counts failures seen at
+    this point, including items a ``skip`` policy sent to the dead-letter sink.
+    """
+
+    name: str
+    status: StageStatus
+    items: int
+    errors: int
+    dropped: int
+    bytes: int
+    elapsed: float
+    rate: float
+    window_rate: float
+    bytes_rate: float
+    latency: float | None
+    latency_max: float | None
+    buffer_depth: int | None
+    buffer_capacity: int | None
+    buffer_high_water: int | None
+    total: int | None
+    error: str | None
+    taken_at: float
+
+    @property
+    def utilisation(self) -> float | None:
+        """Buffer depth / capacity in [0, 1], or None when the stage is not a buffer."""
+        if self.buffer_capacity is None or self.buffer_depth is None:
+            return None
+        return self.buffer_depth / self.buffer_capacity if self.buffer_capacity else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current rate when a total is known, else None."""
+        if self.total is None or self.rate <= 0:
+            return None
+        return max(0.0, (self.total - self.items) / self.rate)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict (for logs, JSON, pandas)."""
+        d = asdict(self)
+        d["utilisation"] = self.utilisation
+        return d
+
+
+@dataclass(slots=True)
+class _Pace:
+    """Adapts how many items pass between publications so that they happen ~every 20 ms."""
+
+    step: int = 1
+    last: float = 0.0
+
+    def next_step(self, now: float) -> int:
+        dt = now - self.last
+        self.last = now
+        if dt < _TARGET_INTERVAL / 2:
+            self.step = min(self.step * 2, MAX_PUBLISH_STEP)
+        elif dt > _TARGET_INTERVAL * 2 and self.step > 1:
+            self.step = max(1, self.step // 2)
+        return self.step
+
+
+@dataclass(eq=False)
+class Meter:
+    """Counters of one monitored point, fed by its stage, read through :meth:`snapshot`.
+
+    ``size`` maps an item to its size in bytes (your choice: ``len`` for bytes, a protobuf
+    message's ``ByteSize``...). ``timestamp`` maps an item to the wall-clock time
+    (``time.time()``) it was created, for end-to-end latency; latency is sampled when counters
+    are published, not measured per item. ``log_every`` (seconds) emits a ``streamnb.metrics``
+    structlog event at that period while items flow, and ``streamnb.summary`` at the end.
+    """
+
+    name: str
+    size: Callable[[Any], int] | None = None
+    timestamp: Callable[[Any], float] | None = None
+    total: int | None = None
+    window: float = 5.0
+    log_every: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    # published state
+    items: int = 0
+    bytes: int = 0
+    errors: int = 0
+    status: StageStatus = "idle"
+    error: str | None = None
+    first_t: float | None = None
+    last_t: float | None = None
+    dead_letter: DeadLetter[Any] | None = None
+    buffer: BufferStats | None = None
+    _samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=256))
+    _latencies: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+    _next_log: float = 0.0
+    _pace: _Pace = field(default_factory=lambda: _Pace())
+
+    # -- writer side (the stage) -------------------------------------------------------------
+    def _start(self) -> None:
+        self.items = self.bytes = self.errors = 0
+        self.status = "running"
+        self.error = None
+        self.first_t = self.last_t = None
+        self._samples.clear()
+        self._latencies.clear()
+        self._pace = _Pace()
+
+    def _publish(self, items: int, nbytes: int, item: Any) -> int:
+        """Take the stage's local counts; ``item`` is the latest one (for a latency sample).
+
+        Returns how many more items the stage should let pass before publishing again.
+        """
+        now = self.clock()
+        if self.first_t is None:
+            self.first_t = now
+            self._pace.last = now
+            if self.log_every is not None:
+                self._next_log = now + self.log_every
+        self.items = items
+        self.bytes = nbytes
+        self.last_t = now
+        self._samples.append((now, items))
+        if self.timestamp is not None:
+            self._latencies.append(time.time() - self.timestamp(item))
+        if self.log_every is not None and now >= self._next_log:
+            self._next_log = now + self.log_every
+            _log.info("streamnb.metrics", **self._log_fields())
+        return self._pace.next_step(now)
+
+    def _finish(self, items: int, nbytes: int, exc: BaseException | None) -> None:
+        """Publish the final counts and the way the stage ended."""
+        if items != self.items or self.first_t is None:
+            now = self.clock()
+            if self.first_t is None and items:
+                self.first_t = now
+            self.items, self.bytes, self.last_t = items, nbytes, now
+            self._samples.append((now, items))
+        if exc is None or isinstance(exc, GeneratorExit):
+            self.status = "done"  # GeneratorExit: the consumer stopped early, not a failure
+        elif _is_cancel(exc):
+            self.status = "cancelled"
+        else:
+            self.status = "failed"
+            self.errors += 1
+            self.error = f"{type(exc).__name__}: {exc}"
+        if self.log_every is not None:
+            _log.info("streamnb.summary", **self._log_fields())
+
+    # -- reader side ------------------------------------------------------------------------
+    def snapshot(self) -> MetricsSnapshot:
+        """A frozen copy of the counters with the rates derived from them."""
+        now = self.clock()
+        end = now if self.status == "running" else (self.last_t or now)
+        elapsed = (end - self.first_t) if self.first_t is not None else 0.0
+        rate = self.items / elapsed if elapsed > 0 else 0.0
+        bytes_rate = self.bytes / elapsed if elapsed > 0 else 0.0
+        window_rate = self._window_rate(end)
+        lat = list(self._latencies)
+        buf = self.buffer
+        dl_errors = self.dead_letter.count if self.dead_letter is not None else 0
+        return MetricsSnapshot(
+            name=self.name,
+            status=self.status,
+            items=self.items,
+            errors=self.errors + dl_errors,
+            dropped=buf.dropped if buf is not None else 0,
+            bytes=self.bytes,
+            elapsed=elapsed,
+            rate=rate,
+            window_rate=window_rate,
+            bytes_rate=bytes_rate,
+            latency=(sum(lat) / len(lat)) if lat else None,
+            latency_max=max(lat) if lat else None,
+            buffer_depth=buf.depth if buf is not None else None,
+            buffer_capacity=buf.capacity if buf is not None else None,
+            buffer_high_water=buf.high_water if buf is not None else None,
+            total=self.total,
+            error=self.error,
+            taken_at=now,
+        )
+
+    def _window_rate(self, end: float) -> float:
+        samples = self._samples
+        if not samples:
+            return 0.0
+        t_last, n_last = samples[-1]
+        if self.status == "running":
+            # a stall since the last publication must pull the rate down
+            t_last = max(t_last, end)
+        horizon = t_last - self.window
+        t0, n0 = samples[0]
+        for t, n in samples:
+            if t >= horizon:
+                break
+            t0, n0 = t, n
+        if t0 < horizon and len(samples) > 1:
+            t0 = horizon
+        dt = t_last - t0
+        if dt <= 0:
+            return 0.0
+        return max(0.0, (n_last - n0) / dt)
+
+    def _log_fields(self) -> dict[str, Any]:
+        snap = self.snapshot()
+        return {
+            "stage": snap.name,
+            "status": snap.status,
+            "items": snap.items,
+            "errors": snap.errors,
+            "dropped": snap.dropped,
+            "bytes": snap.bytes,
+            "rate": round(snap.rate, 1),
+            "window_rate": round(snap.window_rate, 1),
+            "elapsed": round(snap.elapsed, 3),
+        }
+
+
+def _is_cancel(exc: BaseException) -> bool:
+    import asyncio
+
+    return isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+
+
+def snapshots(meters: Mapping[str, Meter]) -> dict[str, MetricsSnapshot]:
+    """Snapshot every meter of a mapping (name -> snapshot)."""
+    return {name: m.snapshot() for name, m in meters.items()}

@@ -1,0 +1,387 @@
+"""Error recovery: dead-letter sinks, retry with exponential backoff, circuit breakers, and
+resilient sources that resume after the last delivered item.
+
+The rule: errors raise by default. Skipping is an explicit policy (``on_error="skip"``) that
+counts every skipped item and keeps it, with its exception, in a bounded :class:`DeadLetter`.
+
+Example::
+
+    dl = DeadLetter()
+    s = Stream(rows).map(parse, on_error="skip", dead_letter=dl)
+    good = await s.collect(limit=None)
+    print(dl.count, dl.entries[0].error)
+
+    feed = Stream.resilient(
+        lambda last: events(start=0 if last is None else last + 1),
+        checkpoint=lambda ev: ev["seq"],
+        retry=RetryPolicy(max_attempts=5, initial=0.05, max_delay=2.0),
+    )
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+import structlog
+
+from .errors import CircuitOpenError, RetryExhaustedError
+
+__all__ = [
+    "CircuitBreaker",
+    "CircuitState",
+    "DeadLetter",
+    "DeadLetterEntry",
+    "ErrorPolicy",
+    "RetryPolicy",
+    "default_retryable",
+]
+
+T = TypeVar("T")
+_log = structlog.get_logger("streamnb.recovery")
+
+ErrorPolicy = Literal["raise", "skip", "retry"]
+_POLICIES: tuple[str, ...] = ("raise", "skip", "retry")
+CircuitState = Literal["closed", "open", "half_open"]
+
+
+def default_retryable(exc: BaseException) -> bool:
+    """Transient-looking failures: connection and timeout errors, or ``exc.retryable``."""
+    if getattr(exc, "retryable", False):
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterEntry(Generic[T]):
+    """One skipped item: where (stage, index of the item at that stage's input) and why."""
+
+    stage: str
+    index: int
+    item: T
+    error: BaseException
+
+
+class DeadLetter(Generic[T]):
+    """Where skipped items go: a count of all of them and the last ``maxlen`` kept in full.
+
+    ``count`` is exact however many items failed; ``entries`` is bounded so that an unbounded
+    stream of failures cannot exhaust memory (``evicted`` tells how many fell off).
+    """
+
+    def __init__(self, maxlen: int = 1000) -> None:
+        if maxlen < 1:
+            raise ValueError(f"DeadLetter(maxlen={maxlen}): must be >= 1")
+        self.maxlen = maxlen
+        self.count = 0
+        self._entries: deque[DeadLetterEntry[T]] = deque(maxlen=maxlen)
+
+    def add(self, stage: str, index: int, item: T, error: BaseException) -> None:
+        self.count += 1
+        self._entries.append(DeadLetterEntry(stage, index, item, error))
+
+    @property
+    def entries(self) -> list[DeadLetterEntry[T]]:
+        return list(self._entries)
+
+    @property
+    def evicted(self) -> int:
+        return self.count - len(self._entries)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return f"DeadLetter(count={self.count}, kept={len(self._entries)})"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter and a cap, for sources and per-item calls.
+
+    ``max_attempts`` counts consecutive failures without progress (for a resilient source the
+    budget resets whenever an item was delivered since the last failure). The n-th delay is
+    ``min(max_delay, initial * multiplier**(n-1))``, multiplied by a random factor in [0.5, 1]
+    when ``jitter`` is on (so reconnecting clients do not stampede). ``retry_on`` decides which
+    exceptions are worth retrying; a bad request or a permission error will never succeed.
+    """
+
+    max_attempts: int = 5
+    initial: float = 0.1
+    multiplier: float = 2.0
+    max_delay: float = 10.0
+    jitter: bool = True
+    retry_on: Callable[[BaseException], bool] = field(default=default_retryable)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"RetryPolicy(max_attempts={self.max_attempts}): must be >= 1")
+        if self.initial < 0 or self.max_delay < 0 or self.multiplier < 1:
+            raise ValueError("RetryPolicy: delays must be >= 0 and multiplier >= 1")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        d = min(self.max_delay, self.initial * self.multiplier ** (attempt - 1))
+        if self.jitter:
+            d *= random.uniform(0.5, 1.0)
+        return d
+
+
+class CircuitBreaker:
+    """Stops calling something that keeps failing; lets one trial call through later.
+
+    ``closed``: calls pass; ``failure_threshold`` consecutive failures open it. ``open``: calls
+    fail fast with :class:`CircuitOpenError` until ``reset_timeout`` seconds have passed, then it
+    is ``half_open``: one trial call passes; success closes it, failure opens it again.
+    Use it around map functions (``map(fn, breaker=cb)``) or sources
+    (``Stream.resilient(..., breaker=cb)``). ``state``, ``failures`` and ``opened_count`` are
+    observable; ``listeners`` are called with (old, new) state on every transition.
+    """
+
+    def __init__(
+        self,
+        failure_threshold: int = 5,
+        reset_timeout: float = 30.0,
+        *,
+        name: str = "breaker",
+        counts: Callable[[BaseException], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError(f"CircuitBreaker(failure_threshold={failure_threshold}): must be >= 1")
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.reset_timeout = reset_timeout
+        self._counts = counts or (lambda exc: True)
+        self._clock = clock
+        self._state: CircuitState = "closed"
+        self._opened_at = 0.0
+        self._trial_running = False
+        self.failures = 0
+        self.opened_count = 0
+        self.rejected = 0
+        self.listeners: list[Callable[[CircuitState, CircuitState], None]] = []
+
+    @property
+    def state(self) -> CircuitState:
+        if self._state == "open" and self._clock() - self._opened_at >= self.reset_timeout:
+            self._set("half_open")
+        return self._state
+
+    def _set(self, new: CircuitState) -> None:
+        old, self._state = self._state, new
+        if old != new:
+            if new == "open":
+                self._opened_at = self._clock()
+                self.opened_count += 1
+            _log.info("streamnb.circuit.state", breaker=self.name, old=old, new=new)
+            for cb in self.listeners:
+                cb(old, new)
+
+    def before_call(self) -> None:
+        """Raise :class:`CircuitOpenError` if a call must not happen now."""
+        state = self.state
+        if state == "open" or (state == "half_open" and self._trial_running):
+            self.rejected += 1
+            remaining = max(0.0, self.reset_timeout - (self._clock() - self._opened_at))
+            raise CircuitOpenError(
+                f"circuit {self.name!r} is open after {self.failures} consecutive failures; "
+                f"next trial in {remaining:.2f} s"
+            )
+        if state == "half_open":
+            self._trial_running = True
+
+    def record_success(self) -> None:
+        self._trial_running = False
+        self.failures = 0
+        if self._state != "closed":
+            self._set("closed")
+
+    def record_failure(self, exc: BaseException) -> None:
+        self._trial_running = False
+        if not self._counts(exc):
+            return
+        self.failures += 1
+        if self._state == "half_open" or self.failures >= self.failure_threshold:
+            self._set("open")
+
+    def call_sync(self, fn: Callable[[Any], T], x: Any) -> T:
+        self.before_call()
+        try:
+            y = fn(x)
+        except Exception as exc:
+            self.record_failure(exc)
+            raise
+        self.record_success()
+        return y
+
+    async def call(self, fn: Callable[[Any], Awaitable[T]], x: Any) -> T:
+        self.before_call()
+        try:
+            y = await fn(x)
+        except Exception as exc:
+            self.record_failure(exc)
+            raise
+        self.record_success()
+        return y
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker({self.name!r}, state={self.state}, failures={self.failures})"
+
+
+class _Skip:
+    """Marker returned by an item policy when the item went to the dead-letter sink."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<skipped>"
+
+
+SKIP: Any = _Skip()
+
+
+def describe(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def annotate(exc: BaseException, stage: str, index: int | None, item: Any) -> None:
+    """Add a note naming the stage and the item to an exception raised by user code."""
+    where = f"item #{index}" if index is not None else "an item"
+    text = repr(item)
+    if len(text) > 120:
+        text = text[:117] + "..."
+    exc.add_note(f"streamnb: {stage} failed on {where} ({text})")
+
+
+class _ItemPolicy:
+    """What a stage does when its function raises for one item."""
+
+    def __init__(
+        self,
+        stage: str,
+        on_error: str,
+        dead_letter: DeadLetter[Any] | None,
+        retry: RetryPolicy | None,
+    ) -> None:
+        if on_error not in _POLICIES:
+            raise ValueError(
+                f"{stage}: on_error={on_error!r}; expected one of {', '.join(_POLICIES)}"
+            )
+        self.stage = stage
+        self.on_error = on_error
+        self.dead_letter = dead_letter if dead_letter is not None else DeadLetter()
+        self.retry = retry or RetryPolicy(max_attempts=3)
+
+    async def handle_sync(
+        self, fn: Callable[[Any], Any], x: Any, index: int, exc: Exception
+    ) -> Any:
+        if self.on_error == "retry" and self.retry.retry_on(exc):
+            attempt = 1
+            while True:
+                if attempt >= self.retry.max_attempts:
+                    return self._give_up(x, index, exc)
+                await asyncio.sleep(self.retry.delay(attempt))
+                attempt += 1
+                try:
+                    return fn(x)
+                except Exception as again:
+                    exc = again
+                    if not self.retry.retry_on(exc):
+                        return self._give_up(x, index, exc)
+        return self._give_up(x, index, exc)
+
+    async def handle_async(
+        self, fn: Callable[[Any], Awaitable[Any]], x: Any, index: int, exc: Exception
+    ) -> Any:
+        if self.on_error == "retry" and self.retry.retry_on(exc):
+            attempt = 1
+            while True:
+                if attempt >= self.retry.max_attempts:
+                    return self._give_up(x, index, exc)
+                await asyncio.sleep(self.retry.delay(attempt))
+                attempt += 1
+                try:
+                    return await fn(x)
+                except Exception as again:
+                    exc = again
+                    if not self.retry.retry_on(exc):
+                        return self._give_up(x, index, exc)
+        return self._give_up(x, index, exc)
+
+    def _give_up(self, x: Any, index: int, exc: Exception) -> Any:
+        if self.on_error == "skip":
+            self.dead_letter.add(self.stage, index, x, exc)
+            return SKIP
+        annotate(exc, self.stage, index, x)
+        if self.on_error == "retry" and self.retry.retry_on(exc):
+            raise RetryExhaustedError(
+                f"{self.stage}: item #{index} still failing after "
+                f"{self.retry.max_attempts} attempts: {type(exc).__name__}: {exc}"
+            ) from exc
+        raise exc
+
+
+async def resilient(
+    factory: Callable[[Any], AsyncIterable[T] | Iterable[T]],
+    checkpoint: Callable[[T], Any] | None,
+    retry: RetryPolicy,
+    breaker: CircuitBreaker | None,
+    stats: dict[str, int],
+) -> AsyncGenerator[T, None]:
+    """Iterate ``factory(token)``, re-creating it after retryable failures (see Stream.resilient)."""
+    from .stream import _aiter_any  # late: stream imports this module
+
+    token: Any = None
+    delivered = 0
+    failures = 0
+    progressed = False
+    while True:
+        if breaker is not None:
+            breaker.before_call()
+        src = _aiter_any(factory(token))
+        try:
+            async for item in src:
+                token = checkpoint(item) if checkpoint is not None else delivered + 1
+                delivered += 1
+                if not progressed:
+                    progressed = True
+                    failures = 0
+                    if breaker is not None:
+                        breaker.record_success()
+                yield item
+            if breaker is not None:
+                breaker.record_success()
+            return
+        except Exception as exc:
+            if breaker is not None:
+                breaker.record_failure(exc)
+            if not retry.retry_on(exc):
+                raise
+            failures += 1
+            progressed = False
+            stats["failures"] = stats.get("failures", 0) + 1
+            if failures >= retry.max_attempts:
+                raise RetryExhaustedError(
+                    f"source failed {failures} times in a row without delivering an item "
+                    f"(after {delivered} items in all); last error: {type(exc).__name__}: {exc}"
+                ) from exc
+            delay = retry.delay(failures)
+            _log.info(
+                "streamnb.recovery.retry",
+                attempt=failures,
+                delivered=delivered,
+                delay=round(delay, 3),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            await asyncio.sleep(delay)
+            stats["reconnects"] = stats.get("reconnects", 0) + 1
+        finally:
+            aclose = getattr(src, "aclose", None)
+            if aclose is not None:
+                await aclose()
