@@ -1,0 +1,457 @@
+"""Pure formatting and state for the run views (dashboard widget, text line).
+
+Nothing here imports Jupyter, ipywidgets or matplotlib and nothing does I/O: each function
+turns plain values (counts, seconds, :class:`~streamnb.metrics.MetricsSnapshot`) into strings
+or small frozen records that the thin views copy into widgets or print. That keeps every
+decision (what the bar says, which colour it is, when to redraw) unit-testable without a kernel.
+
+Example::
+
+    view = progress_view(status="running", items=500, elapsed=2.0, total=1000)
+    view.fraction            # 0.5
+    view.text                # '500/1,000 items · 250/s · 0:02 elapsed · ETA 0:02'
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import StreamnbError
+from ..metrics import MetricsSnapshot
+from ..window import flatten_item
+
+__all__ = [
+    "BarStyle",
+    "BufferGauge",
+    "InvalidTransitionError",
+    "ProgressView",
+    "RunFrame",
+    "RunStatus",
+    "StageRow",
+    "Throttle",
+    "ThroughputHistory",
+    "buffer_gauges",
+    "check_transition",
+    "format_bytes",
+    "format_count",
+    "format_duration",
+    "format_latency",
+    "format_rate",
+    "progress_for",
+    "progress_view",
+    "stage_rows",
+    "stage_table_html",
+    "window_table_html",
+]
+
+RunStatus = Literal["pending", "running", "paused", "done", "failed", "cancelled"]
+BarStyle = Literal["", "info", "success", "warning", "danger"]
+
+#: Which status a run may move to from each status (finished runs never change again).
+_TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"running", "done", "failed", "cancelled"}),
+    "running": frozenset({"paused", "done", "failed", "cancelled"}),
+    "paused": frozenset({"running", "done", "failed", "cancelled"}),
+    "done": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+_BAR_STYLE: dict[str, BarStyle] = {
+    "pending": "",
+    "running": "info",
+    "paused": "warning",
+    "done": "success",
+    "failed": "danger",
+    "cancelled": "warning",
+}
+
+
+class InvalidTransitionError(StreamnbError):
+    """A run was asked to move between two statuses that cannot follow each other."""
+
+
+def check_transition(old: RunStatus, new: RunStatus) -> RunStatus:
+    """Return ``new`` if a run in status ``old`` may move to it, else raise.
+
+    Example::
+
+        check_transition("running", "paused")   # 'paused'
+        check_transition("done", "running")     # raises InvalidTransitionError
+    """
+    if new not in _TRANSITIONS[old]:
+        raise InvalidTransitionError(
+            f"run status cannot change from {old!r} to {new!r} "
+            f"(allowed from {old!r}: {sorted(_TRANSITIONS[old]) or 'none, it is finished'})"
+        )
+    return new
+
+
+# -- numbers -----------------------------------------------------------------------------------
+def format_count(n: int) -> str:
+    """An item count with thousands separators: ``1234567`` -> ``'1,234,567'``."""
+    return f"{n:,}"
+
+
+def _si(x: float) -> str:
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= factor * 0.9995:
+            return f"{x / factor:.3g}{suffix}"
+    if x == 0 or abs(x) >= 100:
+        return f"{x:.0f}"
+    return f"{x:.3g}"
+
+
+def format_rate(rate: float | None, unit: str = "/s") -> str:
+    """A rate with an SI suffix and 3 significant digits: ``12345.6`` -> ``'12.3k/s'``."""
+    if rate is None or math.isnan(rate):
+        return "?" + unit
+    return _si(rate) + unit
+
+
+def format_duration(seconds: float | None) -> str:
+    """``m:ss`` or ``h:mm:ss``, like a clock; ``None`` (unknown) -> ``'?'``."""
+    if seconds is None or math.isnan(seconds) or math.isinf(seconds):
+        return "?"
+    s = max(0, round(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def format_latency(seconds: float | None) -> str:
+    """A latency in µs, ms or s with 3 significant digits; ``None`` -> ``'-'``."""
+    if seconds is None:
+        return "-"
+    a = abs(seconds)
+    if a < 1e-3:
+        return f"{seconds * 1e6:.3g} µs"
+    if a < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
+
+
+def format_bytes(n: float) -> str:
+    """A byte count in B, kB, MB, GB (powers of 1000)."""
+    return _si(n) + "B"
+
+
+# -- the progress bar --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ProgressView:
+    """What the progress bar shows: ``fraction`` in [0, 1] (None: no total, indeterminate)."""
+
+    status: RunStatus
+    fraction: float | None
+    bar_style: BarStyle
+    label: str
+    text: str
+    error: str | None
+
+
+def progress_view(
+    *,
+    status: RunStatus,
+    items: int,
+    elapsed: float,
+    total: int | None = None,
+    rate: float | None = None,
+    error: str | None = None,
+    name: str | None = None,
+) -> ProgressView:
+    """The progress bar's content for a run that has delivered ``items`` in ``elapsed`` s.
+
+    ``rate`` defaults to the mean rate; ETA is shown while running with a known total. A done
+    run fills the bar (green), a failed one turns red and carries the error message.
+
+    Example::
+
+        progress_view(status="failed", items=3, elapsed=1.0, error="ValueError: bad")
+        # ProgressView(status='failed', fraction=None, bar_style='danger', ...)
+    """
+    if rate is None:
+        rate = items / elapsed if elapsed > 0 else 0.0
+    fraction: float | None = None
+    if total is not None and total > 0:
+        fraction = min(1.0, items / total)
+    elif total == 0:
+        fraction = 1.0
+    if status == "done" and fraction is None:
+        fraction = 1.0
+    count = (
+        f"{format_count(items)}/{format_count(total)}"
+        if total is not None
+        else (format_count(items))
+    )
+    parts = [f"{count} items", format_rate(rate), f"{format_duration(elapsed)} elapsed"]
+    if status in ("running", "paused") and total is not None:
+        eta = max(0.0, (total - items) / rate) if rate > 0 else None
+        parts.append(f"ETA {format_duration(eta)}")
+    if status not in ("running",):
+        parts.append(status)
+    text = " · ".join(parts)
+    if error:
+        text = f"{text} — {error}"
+    label = name or "run"
+    return ProgressView(
+        status=status,
+        fraction=fraction,
+        bar_style=_BAR_STYLE[status],
+        label=label,
+        text=text,
+        error=error,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunFrame:
+    """Everything a view shows at one refresh: a plain, immutable record built by the runner.
+
+    ``items`` counts what the stream delivered to the run; ``stages`` holds the monitored
+    stages' snapshots in pipeline order; ``window_tail`` the last ``(wall_time, item)`` pairs of
+    the run's window (empty without one); ``taken_at`` is ``time.monotonic()``.
+    """
+
+    name: str
+    status: RunStatus
+    items: int
+    elapsed: float
+    total: int | None
+    error: str | None
+    stages: Mapping[str, MetricsSnapshot]
+    taken_at: float
+    window_tail: tuple[tuple[float, Any], ...] = ()
+
+
+def progress_for(frame: RunFrame) -> ProgressView:
+    """The progress bar of a frame.
+
+    With the run's own ``total`` the bar counts delivered items; without one, the first
+    monitored stage that knows its total (``monitor(total=...)``) drives the bar; otherwise the
+    bar only fills when the run is done.
+    """
+    items, total, rate = frame.items, frame.total, None
+    if total is None:
+        for snap in frame.stages.values():
+            if snap.total is not None:
+                items, total, rate = snap.items, snap.total, snap.rate
+                break
+    return progress_view(
+        status=frame.status,
+        items=items,
+        elapsed=frame.elapsed,
+        total=total,
+        rate=rate,
+        error=frame.error,
+        name=frame.name,
+    )
+
+
+# -- stages and buffers ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StageRow:
+    """One monitored stage, formatted for the stage table."""
+
+    name: str
+    status: str
+    items: str
+    rate: str
+    errors: str
+    dropped: str
+    latency: str
+    failed: bool
+
+
+def stage_rows(snapshots: Mapping[str, MetricsSnapshot]) -> list[StageRow]:
+    """One :class:`StageRow` per snapshot, in pipeline order (the mapping's order)."""
+    rows = []
+    for snap in snapshots.values():
+        rate = snap.window_rate if snap.status == "running" else snap.rate
+        rows.append(
+            StageRow(
+                name=snap.name,
+                status=snap.status,
+                items=format_count(snap.items),
+                rate=format_rate(rate),
+                errors=format_count(snap.errors),
+                dropped=format_count(snap.dropped),
+                latency=format_latency(snap.latency),
+                failed=snap.status == "failed",
+            )
+        )
+    return rows
+
+
+_TABLE_STYLE = "border-collapse:collapse;font-family:monospace;font-size:12px;"
+_CELL = "padding:1px 10px;text-align:right;"
+_HEAD = _CELL + "border-bottom:1px solid #999;"
+
+
+def stage_table_html(rows: Sequence[StageRow]) -> str:
+    """The stage table as an HTML fragment (escaped); empty string when there is no stage."""
+    if not rows:
+        return ""
+    heads = ("stage", "status", "items", "rate", "errors", "dropped", "latency")
+    out = [f'<table class="streamnb-stages" style="{_TABLE_STYLE}"><tr>']
+    out += [f'<th style="{_HEAD}">{h}</th>' for h in heads]
+    out.append("</tr>")
+    for r in rows:
+        colour = "color:#c62828;" if r.failed else ""
+        cells = (r.name, r.status, r.items, r.rate, r.errors, r.dropped, r.latency)
+        out.append("<tr>")
+        out += [f'<td style="{_CELL}{colour}">{html.escape(c)}</td>' for c in cells]
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class BufferGauge:
+    """One buffer's fill level: ``fraction`` = depth/capacity in [0, 1]."""
+
+    name: str
+    depth: int
+    capacity: int
+    high_water: int
+    fraction: float
+    text: str
+    bar_style: BarStyle
+
+
+def buffer_gauges(snapshots: Mapping[str, MetricsSnapshot]) -> list[BufferGauge]:
+    """A gauge per snapshot that describes a buffer (the others are skipped)."""
+    gauges = []
+    for snap in snapshots.values():
+        if snap.buffer_capacity is None:
+            continue
+        cap = snap.buffer_capacity
+        depth = snap.buffer_depth or 0
+        high = snap.buffer_high_water or 0
+        frac = min(1.0, depth / cap) if cap > 0 else 0.0
+        style: BarStyle = "danger" if frac >= 1.0 else ("warning" if frac >= 0.8 else "info")
+        text = f"{format_count(depth)}/{format_count(cap)} · high-water {format_count(high)}"
+        if snap.dropped:
+            text += f" · dropped {format_count(snap.dropped)}"
+        gauges.append(BufferGauge(snap.name, depth, cap, high, frac, text, style))
+    return gauges
+
+
+# -- throughput history ------------------------------------------------------------------------
+@dataclass(slots=True)
+class ThroughputHistory:
+    """Items/s per stage over the recent past, from successive snapshots (bounded).
+
+    Each :meth:`add` takes the snapshots of one refresh; the rate of a stage between two refreshes
+    is its item delta over the time delta. At most ``maxlen`` points are kept per stage.
+
+    Example::
+
+        h = ThroughputHistory(maxlen=240)
+        h.add(0.0, {"src": 0}); h.add(1.0, {"src": 500})
+        h.series()["src"]      # ([1.0], [500.0])
+    """
+
+    maxlen: int = 240
+    _last: dict[str, tuple[float, int]] = field(default_factory=dict)
+    _points: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+    version: int = 0
+
+    def add(self, t: float, counts: Mapping[str, int]) -> None:
+        """Record the item counts of every stage at time ``t`` (seconds, monotonic)."""
+        for name, items in counts.items():
+            prev = self._last.get(name)
+            self._last[name] = (t, items)
+            if prev is None or t <= prev[0]:
+                continue
+            rate = max(0.0, (items - prev[1]) / (t - prev[0]))
+            pts = self._points.get(name)
+            if pts is None:
+                pts = self._points[name] = deque(maxlen=self.maxlen)
+            pts.append((t, rate))
+            self.version += 1
+
+    def series(self) -> dict[str, tuple[list[float], list[float]]]:
+        """``name -> (times, rates)``, oldest first."""
+        return {n: ([t for t, _ in p], [r for _, r in p]) for n, p in self._points.items()}
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._points.values())
+
+
+# -- throttling --------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Throttle:
+    """Decides when a periodic, costly action (a redraw) may run again.
+
+    It runs at most every ``min_interval`` seconds, and never more than ``duty`` of the time: an
+    action that took ``cost`` seconds waits at least ``cost / duty`` before the next one (a 20 ms
+    plot render with ``duty=0.02`` runs at most once a second). Pass the clock's value in; the
+    throttle reads no clock itself.
+
+    Example::
+
+        th = Throttle(min_interval=1.0)
+        th.ready(0.0)        # True
+        th.done(0.0, cost=0.01)
+        th.ready(0.5)        # False
+        th.ready(1.0)        # True
+    """
+
+    min_interval: float
+    duty: float = 1.0
+    _next: float = -math.inf
+
+    def ready(self, now: float) -> bool:
+        """True when the action may run at ``now``."""
+        return now >= self._next
+
+    def done(self, now: float, cost: float = 0.0) -> None:
+        """Record that the action ran at ``now`` and took ``cost`` seconds."""
+        wait = max(self.min_interval, cost / self.duty if self.duty > 0 else 0.0)
+        self._next = now + wait
+
+
+# -- window tail -------------------------------------------------------------------------------
+def window_table_html(
+    rows: Iterable[tuple[float, Any]], *, max_cols: int = 8, max_chars: int = 40
+) -> str:
+    """The tail of a window (``(wall_time, item)`` pairs) as a small escaped HTML table.
+
+    Dict items spread over their (flattened) keys, others use one ``value`` column; long values
+    are shortened to ``max_chars`` characters, at most ``max_cols`` columns are shown.
+    """
+    import datetime as _dt
+
+    flat: list[tuple[float, dict[str, Any]]] = []
+    cols: dict[str, None] = {}
+    for t, item in rows:
+        rec = flatten_item(item)
+        flat.append((t, rec))
+        for k in rec:
+            if len(cols) < max_cols:
+                cols.setdefault(k, None)
+    if not flat:
+        return ""
+    heads = ["arrived", *cols]
+    out = [f'<table class="streamnb-window" style="{_TABLE_STYLE}"><tr>']
+    out += [f'<th style="{_HEAD}">{html.escape(str(h))}</th>' for h in heads]
+    out.append("</tr>")
+    for t, rec in flat:
+        stamp = _dt.datetime.fromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
+        cells = [stamp] + [_short(rec.get(c, ""), max_chars) for c in cols]
+        out.append("<tr>")
+        out += [f'<td style="{_CELL}">{html.escape(c)}</td>' for c in cells]
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _short(value: Any, max_chars: int) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"

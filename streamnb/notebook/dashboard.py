@@ -1,0 +1,247 @@
+"""The live dashboard of a run: a thin ipywidgets + matplotlib view over :class:`RunFrame`.
+
+Every decision (texts, colours, fractions, what to plot, when to redraw) comes from the pure
+helpers in :mod:`streamnb.notebook._format`; this module only copies their results into
+widgets. The runner calls :meth:`Dashboard.update` from a timer a few times a second (never per
+item); each widget's changes are grouped with ``hold_sync`` and traitlets only sends traits
+whose value changed, so a refresh costs a handful of comm messages whatever the item rate. The
+throughput plot is drawn with matplotlib's Agg canvas (no pyplot, no global figure) into an
+``ipywidgets.Image`` at most once a second and never more than 2 % of the time.
+
+Example (in a notebook; normally :func:`streamnb.notebook.start` builds it for you)::
+
+    dash = Dashboard("etl", on_stop=run.stop, on_pause=run.toggle_pause)
+    display(dash.widget)
+    dash.update(frame)
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+
+import ipywidgets as widgets
+
+from ._format import (
+    FINISHED,
+    RunFrame,
+    Throttle,
+    ThroughputHistory,
+    buffer_gauges,
+    progress_for,
+    stage_rows,
+    stage_table_html,
+    window_table_html,
+)
+
+__all__ = ["Dashboard"]
+
+_PLOT_SPAN = 60.0  # seconds of throughput history on the plot
+_TITLE_COLOUR = {
+    "pending": "#666",
+    "running": "#1565c0",
+    "paused": "#ef6c00",
+    "done": "#2e7d32",
+    "failed": "#c62828",
+    "cancelled": "#ef6c00",
+}
+
+
+class Dashboard:
+    """One run's widget: title, progress bar, stop/pause, stages, buffer gauges, plot, window tail.
+
+    ``on_stop`` / ``on_pause`` are called by the buttons (in the kernel, when the frontend sends
+    the click). ``refresh`` (Hz) sizes the throughput history; ``plot_interval`` (s) is the
+    shortest gap between two plot redraws; ``show_window`` rows of the window tail are shown.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        on_stop: Callable[[], None] | None = None,
+        on_pause: Callable[[], None] | None = None,
+        refresh: float = 4.0,
+        plot_interval: float = 1.0,
+        show_window: int = 5,
+    ) -> None:
+        self.name = name
+        self.history = ThroughputHistory(maxlen=max(8, int(_PLOT_SPAN * refresh) + 2))
+        self.plot_throttle = Throttle(min_interval=plot_interval, duty=0.02)
+        self.show_window = show_window
+        self._plotted_version = -1
+        self._figure: Any = None
+        self._axes: Any = None
+        self._canvas: Any = None
+        self._lines: dict[str, Any] = {}
+        self._t0: float | None = None
+        self._on_stop = on_stop
+        self._on_pause = on_pause
+        self.closed = False
+
+        self.title = widgets.HTML(value=self._title_html("pending"))
+        self.bar = widgets.FloatProgress(
+            value=0.0, min=0.0, max=1.0, bar_style="", layout=widgets.Layout(width="320px")
+        )
+        self.info = widgets.HTML(value="starting…")
+        self.pause_button = widgets.Button(
+            description="Pause",
+            icon="pause",
+            tooltip="stop pulling items (backpressure)",
+            layout=widgets.Layout(width="90px"),
+        )
+        self.stop_button = widgets.Button(
+            description="Stop",
+            icon="stop",
+            button_style="danger",
+            tooltip="end the run",
+            layout=widgets.Layout(width="90px"),
+        )
+        self.pause_button.on_click(self._pause_clicked)
+        self.stop_button.on_click(self._stop_clicked)
+        self.stages = widgets.HTML(value="")
+        self.gauges = widgets.VBox([])
+        self._gauge_widgets: dict[str, tuple[widgets.FloatProgress, widgets.HTML]] = {}
+        self.plot = widgets.Image(
+            format="png", layout=widgets.Layout(display="none", max_width="560px")
+        )
+        self.window_table = widgets.HTML(value="")
+        header = widgets.HBox(
+            [self.title, self.bar, self.pause_button, self.stop_button],
+            layout=widgets.Layout(align_items="center"),
+        )
+        self.widget = widgets.VBox(
+            [header, self.info, self.stages, self.gauges, self.plot, self.window_table]
+        )
+        self.widget.add_class("streamnb-dashboard")
+
+    # -- buttons ----------------------------------------------------------------------------
+    def _pause_clicked(self, _button: Any) -> None:
+        if self._on_pause is not None:
+            self._on_pause()
+
+    def _stop_clicked(self, _button: Any) -> None:
+        if self._on_stop is not None:
+            self._on_stop()
+
+    def _title_html(self, status: str) -> str:
+        colour = _TITLE_COLOUR.get(status, "#666")
+        return (
+            f'<b style="font-family:monospace">{html.escape(self.name)}</b> '
+            f'<span style="color:{colour};font-family:monospace">{status}</span>'
+        )
+
+    # -- refresh ----------------------------------------------------------------------------
+    def update(self, frame: RunFrame) -> None:
+        """Show ``frame``: one grouped sync per widget, the plot when the throttle allows."""
+        if self.closed:
+            return
+        self._show(frame, final=frame.status in FINISHED)
+
+    def close(self, frame: RunFrame) -> None:
+        """Show the final state (plot included) and disable the buttons; idempotent."""
+        if self.closed:
+            return
+        self._show(frame, final=True)
+        self.closed = True
+
+    def _show(self, frame: RunFrame, *, final: bool) -> None:
+        view = progress_for(frame)
+        if self._t0 is None:
+            self._t0 = frame.taken_at
+        counts = {name: snap.items for name, snap in frame.stages.items()}
+        if not counts:
+            counts = {self.name: frame.items}
+        self.history.add(frame.taken_at, counts)
+        gauges = buffer_gauges(frame.stages)
+        self._ensure_gauges([g.name for g in gauges])
+        with ExitStack() as stack:
+            for w in (self.bar, self.info, self.title, self.stages, self.pause_button):
+                stack.enter_context(w.hold_sync())
+            self.title.value = self._title_html(frame.status)
+            self.bar.value = view.fraction if view.fraction is not None else 0.0
+            self.bar.bar_style = view.bar_style
+            colour = "#c62828" if frame.status == "failed" else "inherit"
+            text = html.escape(view.text)
+            self.info.value = f'<span style="font-family:monospace;color:{colour}">{text}</span>'
+            self.stages.value = stage_table_html(stage_rows(frame.stages))
+            paused = frame.status == "paused"
+            self.pause_button.description = "Resume" if paused else "Pause"
+            self.pause_button.icon = "play" if paused else "pause"
+            if final:
+                self.pause_button.disabled = True
+                self.stop_button.disabled = True
+            for g in gauges:
+                bar, text = self._gauge_widgets[g.name]
+                with bar.hold_sync():
+                    bar.value = g.fraction
+                    bar.bar_style = g.bar_style
+                text.value = f'<span style="font-family:monospace">{g.text}</span>'
+            if self.show_window and frame.window_tail:
+                self.window_table.value = window_table_html(frame.window_tail[-self.show_window :])
+        if final or self.plot_throttle.ready(frame.taken_at):
+            self._redraw_plot(frame.taken_at)
+
+    def _ensure_gauges(self, names: list[str]) -> None:
+        missing = [n for n in names if n not in self._gauge_widgets]
+        if not missing:
+            return
+        rows = list(self.gauges.children)
+        for name in missing:
+            bar = widgets.FloatProgress(
+                value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="200px")
+            )
+            text = widgets.HTML(value="")
+            label = widgets.HTML(value=f'<span style="font-family:monospace">{name}</span>')
+            self._gauge_widgets[name] = (bar, text)
+            rows.append(widgets.HBox([label, bar, text]))
+        self.gauges.children = tuple(rows)
+
+    def _redraw_plot(self, now: float) -> None:
+        if self.history.version == self._plotted_version or len(self.history) < 2:
+            return
+        started = time.perf_counter()
+        png = self._render_png(now)
+        self._plotted_version = self.history.version
+        with self.plot.hold_sync():
+            self.plot.value = png
+            self.plot.layout.display = ""
+        self.plot_throttle.done(now, cost=time.perf_counter() - started)
+
+    def _render_png(self, now: float) -> bytes:
+        if self._figure is None:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+
+            self._figure = Figure(figsize=(7, 1.9), dpi=72)
+            self._canvas = FigureCanvasAgg(self._figure)
+            self._axes = self._figure.add_subplot()
+            self._axes.set_ylabel("items/s", fontsize=8)
+            self._axes.tick_params(labelsize=7)
+            self._axes.grid(alpha=0.3)
+            self._figure.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.95)
+        ax = self._axes
+        series = self.history.series()
+        for name, (ts, rates) in series.items():
+            line = self._lines.get(name)
+            if line is None:
+                (line,) = ax.plot([], [], lw=1.3, label=name)
+                self._lines[name] = line
+                ax.legend(loc="upper left", fontsize=7, frameon=False)
+            line.set_data([t - now for t in ts], rates)
+        ax.set_xlim(-_PLOT_SPAN, 0.0)
+        ax.relim()
+        ax.autoscale_view(scalex=False)
+        ax.set_ylim(bottom=0.0)
+        self._canvas.draw()
+        from PIL import Image
+
+        width, height = self._canvas.get_width_height()
+        image = Image.frombuffer("RGBA", (width, height), self._canvas.buffer_rgba())
+        out = io.BytesIO()
+        image.save(out, format="png", compress_level=1)
+        return out.getvalue()

@@ -1,0 +1,647 @@
+"""Run a Stream on the notebook's event loop: foreground, background, or from plain code.
+
+* ``await run(stream)`` - in a cell (IPython's top-level await) or any coroutine: shows the live
+  dashboard (or a text line outside a notebook) and returns a :class:`RunSummary`.
+* ``start(stream)`` - schedules the run as a task on the running loop and returns a :class:`Run`
+  handle at once: the cell ends, the kernel stays responsive (the buttons work) and later cells
+  can inspect the live run (``handle.metrics()``, ``handle.to_pandas()``, ``await handle``).
+* ``run_sync(stream)`` - the same from synchronous code: ``asyncio.run`` in a script, and
+  ``nest_asyncio`` inside an already running loop (a notebook cell that is not async).
+
+A run iterates with ``async with stream.open() as it`` so every path out of it (the end, a
+failure, ``stop()``, the stop button, a kernel interrupt, Ctrl-C) closes the upstream tasks
+(buffers' producers, gRPC calls). The consumer loop does no per-item widget or clock work: it
+counts, and every few milliseconds (an adaptive item step) publishes the count, honours
+pause/stop and yields to the loop so that the dashboard timer and button clicks get to run.
+
+Runs started under the same ``name`` replace each other: starting one stops the previous one
+first, so re-running a cell never leaks a run. Without a name, the id of the notebook cell (sent
+by JupyterLab) is used when available.
+
+Example::
+
+    handle = start(Stream(source).map(parse).monitor("parsed"), name="etl")
+    handle.pause(); handle.resume()
+    summary = await handle          # RunSummary(status='done', items=..., ...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from ..errors import PipelineStoppedError, StreamnbError
+from ..metrics import MetricsSnapshot
+from . import _env
+from ._format import FINISHED, RunFrame, RunStatus, check_transition
+from ._text import TextProgress, text_line
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..window import Window
+
+__all__ = [
+    "DEFAULT_REFRESH",
+    "NoWindowError",
+    "Run",
+    "RunSummary",
+    "active_runs",
+    "run",
+    "run_sync",
+    "start",
+]
+
+_log = structlog.get_logger("streamnb.notebook")
+
+#: Dashboard refreshes per second unless ``refresh=`` says otherwise.
+DEFAULT_REFRESH = 4.0
+_CHECK_INTERVAL = 0.005  # target seconds between two looks at the clock in the consumer loop
+_YIELD_INTERVAL = 0.02  # the consumer lets the loop run at least this often
+_MAX_CHECK_STEP = 1024
+
+_RUNS: dict[str, Run] = {}
+_counter = itertools.count(1)
+
+
+class NoWindowError(StreamnbError):
+    """``Run.window`` / ``Run.to_pandas()`` on a run whose stream has no ``.window(...)``."""
+
+
+class _View(Protocol):
+    def update(self, frame: RunFrame) -> None: ...
+
+    def close(self, frame: RunFrame) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """How a run ended.
+
+    ``items`` counts what the stream delivered; ``metrics`` holds the final snapshot of every
+    monitored stage; ``result`` is the last item delivered (the final accumulation of a
+    ``scan``/``batch`` pipeline), None when there was none; ``error`` the failure's message.
+    """
+
+    name: str
+    status: RunStatus
+    items: int
+    elapsed: float
+    metrics: Mapping[str, MetricsSnapshot] = field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+
+
+class Run:
+    """Handle on one run of a Stream (see :func:`start`).
+
+    ``status`` is one of pending, running, paused, done, failed, cancelled. ``await handle``
+    returns the :class:`RunSummary`, raises the failure's exception, or raises
+    :class:`~streamnb.errors.PipelineStoppedError` (with ``.summary``) when it was stopped.
+    In a notebook the handle displays as its dashboard.
+    """
+
+    def __init__(
+        self,
+        stream: Any,
+        *,
+        name: str,
+        total: int | None = None,
+        refresh: float = DEFAULT_REFRESH,
+        display: bool | str = True,
+        window: str | bool | None = None,
+    ) -> None:
+        if refresh <= 0:
+            raise ValueError(f"run {name!r}: refresh must be > 0 Hz, got {refresh!r}")
+        if total is not None and total < 0:
+            raise ValueError(f"run {name!r}: total must be >= 0, got {total!r}")
+        self.stream = stream
+        self.name = name
+        self.total = total
+        self.refresh = float(refresh)
+        self.mode = _env.display_mode(display)
+        self._window_choice = window
+        self._status: RunStatus = "pending"
+        self._items = 0
+        self._last: Any = None
+        self._t0: float | None = None
+        self._t_end: float | None = None
+        self._iteration: Any = None
+        self._final_metrics: dict[str, MetricsSnapshot] | None = None
+        self._exception: BaseException | None = None
+        self._error: str | None = None
+        self._summary: RunSummary | None = None
+        self._stop_requested = False
+        self._pause_requested = False
+        self._resume = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
+        self._predecessor: Run | None = None
+        self._view: _View | None = None
+        self._dashboard: Any = None
+        self._displayed_in: str | None = None
+        self._window: Window | None = None
+        #: The exception that broke the live view, if one did (the run itself went on).
+        self.view_error: Exception | None = None
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def status(self) -> RunStatus:
+        """pending, running, paused, done, failed or cancelled."""
+        return self._status
+
+    @property
+    def done(self) -> bool:
+        """True once the run has finished (done, failed or cancelled)."""
+        return self._status in FINISHED
+
+    @property
+    def items(self) -> int:
+        """Items delivered so far (updated every few milliseconds while running)."""
+        return self._items
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started iterating (frozen once it ended)."""
+        if self._t0 is None:
+            return 0.0
+        end = self._t_end if self._t_end is not None else time.monotonic()
+        return end - self._t0
+
+    @property
+    def summary(self) -> RunSummary | None:
+        """The :class:`RunSummary` once the run ended, else None."""
+        return self._summary
+
+    def _set_status(self, new: RunStatus) -> None:
+        if new != self._status:
+            self._status = check_transition(self._status, new)
+            _log.debug("streamnb.notebook.status", run=self.name, status=new)
+
+    def metrics(self) -> dict[str, MetricsSnapshot]:
+        """The monitored stages' snapshots, live while running, final afterwards."""
+        if self._final_metrics is not None:
+            return dict(self._final_metrics)
+        it = self._iteration
+        if it is None:
+            return {}
+        return dict(it.metrics())
+
+    # -- the window -------------------------------------------------------------------------
+    @property
+    def window(self) -> Window:
+        """The stream's window (``.window(...)``): the one named by ``window=``, else the first."""
+        if self._window is None:
+            self._window = self._find_window()
+        if self._window is None:
+            where = "yet (the run has not opened its stream)" if self._iteration is None else ""
+            raise NoWindowError(
+                f"run {self.name!r} has no window {where}: add .window(last=N) or "
+                ".window(seconds=S) to the stream before starting it".replace("  ", " ")
+            )
+        return self._window
+
+    def _find_window(self) -> Window | None:
+        it = self._iteration
+        windows: Mapping[str, Window] = getattr(it, "windows", None) or {}
+        choice = self._window_choice
+        if isinstance(choice, str):
+            if choice in windows:
+                return windows[choice]
+            if windows:
+                raise NoWindowError(
+                    f"run {self.name!r}: no window named {choice!r}; "
+                    f"the stream has {sorted(windows)}"
+                )
+            return None
+        return next(iter(windows.values()), None)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """A DataFrame snapshot of the run's window (bounded), while running or after."""
+        return self.window.to_pandas()
+
+    # -- control ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """End the run: the stream is closed (upstream tasks too); status becomes cancelled.
+
+        Safe to call from a button, another cell, or the run itself; a no-op once finished.
+        """
+        if self.done or self._stop_requested:
+            return
+        self._stop_requested = True
+        _log.info("streamnb.notebook.stop", run=self.name, items=self._items)
+        self._resume.set()
+        task = self._task
+        if self._status == "pending":
+            return  # _main sees the flag before it opens the stream
+        if task is not None and not task.done() and not task.get_loop().is_closed():
+            task.cancel(msg=f"streamnb run {self.name!r} stopped")
+
+    def pause(self) -> None:
+        """Stop pulling items; upstream buffers fill and backpressure halts the producers."""
+        if self.done:
+            return
+        self._pause_requested = True
+        self._resume.clear()
+
+    def resume(self) -> None:
+        """Pull items again after :meth:`pause`."""
+        self._pause_requested = False
+        self._resume.set()
+
+    def toggle_pause(self) -> None:
+        """Pause a running run, resume a paused one (the dashboard's pause button)."""
+        if self._pause_requested:
+            self.resume()
+        else:
+            self.pause()
+
+    async def wait(self) -> RunSummary:
+        """Wait for the end without raising; returns the summary whatever the outcome."""
+        await self._finished.wait()
+        assert self._summary is not None
+        return self._summary
+
+    def __await__(self) -> Generator[Any, None, RunSummary]:
+        return self._outcome().__await__()
+
+    async def _outcome(self) -> RunSummary:
+        summary = await self.wait()
+        return self._result_or_raise(summary)
+
+    def _result_or_raise(self, summary: RunSummary) -> RunSummary:
+        if summary.status == "failed" and self._exception is not None:
+            raise self._exception
+        if summary.status == "cancelled":
+            err = PipelineStoppedError(
+                f"run {self.name!r} was stopped after {summary.items:,} items "
+                f"({summary.elapsed:.2f} s); its summary is on this error's .summary"
+            )
+            err.summary = summary  # type: ignore[attr-defined]
+            raise err
+        return summary
+
+    # -- display ----------------------------------------------------------------------------
+    def _frame(self) -> RunFrame:
+        window_tail: tuple[tuple[float, Any], ...] = ()
+        if self.mode == "widget" and self._window_choice is not False:
+            if self._window is None and self._iteration is not None:
+                try:
+                    self._window = self._find_window()
+                except NoWindowError:
+                    self._window = None
+            if self._window is not None:
+                window_tail = tuple(self._window.tail(5))
+        return RunFrame(
+            name=self.name,
+            status=self._status,
+            items=self._items,
+            elapsed=self.elapsed,
+            total=self.total,
+            error=self._error,
+            stages=self.metrics(),
+            taken_at=time.monotonic(),
+            window_tail=window_tail,
+        )
+
+    def _make_view(self) -> _View | None:
+        if self._view is not None or self.mode == "none":
+            return self._view
+        if self.mode == "widget":
+            from .dashboard import Dashboard
+
+            self._dashboard = Dashboard(
+                self.name, on_stop=self.stop, on_pause=self.toggle_pause, refresh=self.refresh
+            )
+            self._view = self._dashboard
+        else:
+            self._view = TextProgress()
+        return self._view
+
+    def _show(self) -> None:
+        """Display the view where the run was started (the cell's output, or stderr)."""
+        view = self._make_view()
+        if self._dashboard is not None:
+            _env.show(self._dashboard.widget)
+            self._displayed_in = _env.current_request_id()
+        elif view is not None:
+            view.update(self._frame())
+
+    def _refresh(self) -> None:
+        if self._view is not None:
+            self._view.update(self._frame())
+
+    def _ipython_display_(self) -> None:
+        if self._dashboard is None and self.mode != "widget":
+            _env.show({"text/plain": repr(self)}, raw=True)
+            return
+        if self._displayed_in is not None and self._displayed_in == _env.current_request_id():
+            return  # already shown by start()/run() in this very cell
+        if self._dashboard is None:
+            self.mode = "widget"
+            self._make_view()
+            if self.done:
+                self._close_view()
+        _env.show(self._dashboard.widget)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        if self._dashboard is not None:
+            bundle: dict[str, Any] = self._dashboard.widget._repr_mimebundle_(**kwargs)
+            return bundle
+        return {"text/plain": repr(self)}
+
+    def __repr__(self) -> str:
+        return f"<Run {text_line(self._frame())}>"
+
+    # -- the run itself ---------------------------------------------------------------------
+    async def _main(self) -> RunSummary:
+        """Iterate the stream to its end (or stop/failure); never raises except cancellation
+        from outside the run (a kernel interrupt, Ctrl-C), which it re-raises after cleanup."""
+        outside_cancel: BaseException | None = None
+        refresher: asyncio.Task[None] | None = None
+        try:
+            if self._predecessor is not None:
+                await self._predecessor.wait()
+                self._predecessor = None
+            if self._stop_requested:
+                raise asyncio.CancelledError
+            self._t0 = time.monotonic()
+            self._set_status("running")
+            _log.info("streamnb.notebook.start", run=self.name, mode=self.mode)
+            if self._view is not None:
+                refresher = asyncio.get_running_loop().create_task(
+                    self._refresh_loop(), name=f"streamnb.refresh:{self.name}"
+                )
+            async with self.stream.open() as it:
+                self._iteration = it
+                await self._consume(it)
+            self._finish("done")
+        except asyncio.CancelledError as exc:
+            if self._stop_requested:
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+            else:
+                outside_cancel = exc
+            self._finish("cancelled")
+        except KeyboardInterrupt as exc:
+            outside_cancel = exc
+            self._finish("cancelled")
+        except Exception as exc:
+            self._exception = exc
+            self._error = f"{type(exc).__name__}: {exc}"
+            _log.warning("streamnb.notebook.failed", run=self.name, error=self._error)
+            self._finish("failed")
+        finally:
+            if refresher is not None:
+                refresher.cancel()
+                try:
+                    await refresher
+                except asyncio.CancelledError:
+                    pass
+            self._close_view()
+            self._finished.set()
+            if _RUNS.get(self.name) is self:
+                del _RUNS[self.name]
+        if outside_cancel is not None:
+            raise outside_cancel
+        assert self._summary is not None
+        return self._summary
+
+    async def _consume(self, it: Any) -> None:
+        clock = time.monotonic
+        n = 0
+        last: Any = None
+        step = 1
+        next_check = 1
+        last_check = next_yield = clock()
+        async for item in it:
+            n += 1
+            last = item
+            if n >= next_check:
+                self._items = n
+                self._last = last
+                now = clock()
+                gap = now - last_check
+                last_check = now
+                if gap < _CHECK_INTERVAL / 2:
+                    step = min(step * 2, _MAX_CHECK_STEP)
+                elif gap > _CHECK_INTERVAL * 2 and step > 1:
+                    step //= 2
+                next_check = n + step
+                if self._pause_requested:
+                    await self._paused()
+                    last_check = next_yield = clock()
+                elif now >= next_yield:
+                    await asyncio.sleep(0)
+                    next_yield = clock() + _YIELD_INTERVAL
+        self._items = n
+        self._last = last
+
+    async def _paused(self) -> None:
+        self._set_status("paused")
+        self._refresh()
+        _log.info("streamnb.notebook.paused", run=self.name, items=self._items)
+        await self._resume.wait()
+        if not self._stop_requested:
+            self._set_status("running")
+            self._refresh()
+
+    async def _refresh_loop(self) -> None:
+        period = 1.0 / self.refresh
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self._refresh()
+            except Exception as exc:  # a broken view must not kill the run: report it, drop it
+                _log.error("streamnb.notebook.refresh_failed", run=self.name, error=repr(exc))
+                self.view_error = exc
+                self._view = None
+                return
+
+    def _finish(self, status: RunStatus) -> None:
+        self._t_end = time.monotonic()
+        if self._t0 is None:
+            self._t0 = self._t_end
+        it = self._iteration
+        try:
+            self._final_metrics = dict(it.metrics()) if it is not None else {}
+        except Exception as exc:  # keep the outcome; name the problem
+            _log.error("streamnb.notebook.metrics_failed", run=self.name, error=repr(exc))
+            self._final_metrics = {}
+        self._set_status(status)
+        self._summary = RunSummary(
+            name=self.name,
+            status=status,
+            items=self._items,
+            elapsed=self._t_end - self._t0,
+            metrics=self._final_metrics,
+            result=self._last,
+            error=self._error,
+        )
+        _log.info(
+            "streamnb.notebook.end",
+            run=self.name,
+            status=status,
+            items=self._items,
+            elapsed=round(self._summary.elapsed, 3),
+        )
+
+    def _close_view(self) -> None:
+        if self._view is None:
+            return
+        try:
+            self._view.close(self._frame())
+        except Exception as exc:
+            _log.error("streamnb.notebook.view_close_failed", run=self.name, error=repr(exc))
+
+
+# -- module API ----------------------------------------------------------------------------------
+def active_runs() -> dict[str, Run]:
+    """The named runs that have not finished yet (name -> handle)."""
+    return {name: r for name, r in _RUNS.items() if not r.done}
+
+
+def _prepare(
+    stream: Any,
+    *,
+    name: str | None,
+    total: int | None,
+    refresh: float,
+    display: bool | str,
+    window: str | bool | None,
+) -> Run:
+    if not hasattr(stream, "open"):
+        raise TypeError(
+            f"run/start expects a streamnb Stream (with .open()), got {type(stream).__name__}"
+        )
+    if name is None:
+        cell = _env.current_cell_key()
+        name = f"cell:{cell}" if cell else f"run-{next(_counter)}"
+    handle = Run(stream, name=name, total=total, refresh=refresh, display=display, window=window)
+    old = _RUNS.get(name)
+    if old is not None and not old.done:
+        old_task = old._task
+        if old_task is not None and old_task.get_loop() is asyncio.get_running_loop():
+            _log.info("streamnb.notebook.replace", run=name)
+            old.stop()
+            handle._predecessor = old
+    _RUNS[name] = handle
+    handle._show()
+    return handle
+
+
+def start(
+    stream: Any,
+    *,
+    name: str | None = None,
+    total: int | None = None,
+    refresh: float = DEFAULT_REFRESH,
+    display: bool | str = True,
+    window: str | bool | None = None,
+) -> Run:
+    """Run ``stream`` in the background on the running event loop; return its :class:`Run` now.
+
+    ``name`` identifies the run: a run already going under that name is stopped first.
+    ``total`` (items) gives the progress bar an end and an ETA; ``refresh`` is the dashboard's
+    rate in Hz; ``display`` is True (widget in a notebook, text line elsewhere), False,
+    ``"widget"`` or ``"text"``; ``window`` names the window whose tail the dashboard shows
+    (default: the first; False: none). Needs a running loop (a notebook cell, async code).
+
+    Example::
+
+        handle = start(Stream(range(10**7)).monitor("n"), name="demo")
+        handle.status      # 'pending', then 'running'
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise StreamnbError(
+            "start() needs a running event loop (a notebook cell or async code); "
+            "in a plain script use run_sync(stream) or asyncio.run(run(stream))"
+        ) from None
+    handle = _prepare(
+        stream, name=name, total=total, refresh=refresh, display=display, window=window
+    )
+    handle._task = loop.create_task(handle._main(), name=f"streamnb.run:{handle.name}")
+    return handle
+
+
+async def run(
+    stream: Any,
+    *,
+    name: str | None = None,
+    total: int | None = None,
+    refresh: float = DEFAULT_REFRESH,
+    display: bool | str = True,
+    window: str | bool | None = None,
+) -> RunSummary:
+    """Run ``stream`` to its end in the current task, showing it live; return the summary.
+
+    Same arguments as :func:`start`. Raises the failure's exception if the stream failed and
+    :class:`~streamnb.errors.PipelineStoppedError` if it was stopped (button, ``stop()``); a
+    kernel interrupt or Ctrl-C closes the stream and propagates.
+
+    Example::
+
+        summary = await run(Stream(range(1000)).map(str).monitor("s"))
+        summary.items      # 1000
+    """
+    handle = _prepare(
+        stream, name=name, total=total, refresh=refresh, display=display, window=window
+    )
+    handle._task = asyncio.current_task()
+    summary = await handle._main()
+    return handle._result_or_raise(summary)
+
+
+def run_sync(
+    stream: Any,
+    *,
+    name: str | None = None,
+    total: int | None = None,
+    refresh: float = DEFAULT_REFRESH,
+    display: bool | str = True,
+    window: str | bool | None = None,
+) -> RunSummary:
+    """Blocking :func:`run` for synchronous code.
+
+    Without a running loop (a script) it uses ``asyncio.run``; inside a running loop (a
+    notebook cell that is not async) it applies ``nest_asyncio`` to that loop and runs there.
+    Ctrl-C / a kernel interrupt closes the stream before ``KeyboardInterrupt`` propagates.
+
+    Example::
+
+        summary = run_sync(Stream(range(1000)).monitor("n"), display=False)
+    """
+    coro_kwargs: dict[str, Any] = {
+        "name": name,
+        "total": total,
+        "refresh": refresh,
+        "display": display,
+        "window": window,
+    }
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run(stream, **coro_kwargs))
+    import nest_asyncio
+
+    nest_asyncio.apply(loop)
+    task = loop.create_task(run(stream, **coro_kwargs))
+    try:
+        return loop.run_until_complete(task)
+    except BaseException:
+        if not task.done():
+            task.cancel()
+            try:
+                loop.run_until_complete(task)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                pass  # the cancellation we just asked for; the original error propagates below
+        raise
