@@ -1,0 +1,1 @@
+"""Tests of the streamnb core (Stream, fusion, buffers, concurrency, recovery, metrics)."""
