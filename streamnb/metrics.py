@@ -167,7 +167,7 @@ class Meter:
         self.bytes = nbytes
         self.last_t = now
         self._samples.append((now, items))
-        if self.timestamp is not None:
+        if self.timestamp is not None and item is not None:
             self._latencies.append(time.time() - self.timestamp(item))
         if self.log_every is not None and now >= self._next_log:
             self._next_log = now + self.log_every

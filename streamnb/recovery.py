@@ -50,10 +50,24 @@ _POLICIES: tuple[str, ...] = ("raise", "skip", "retry")
 CircuitState = Literal["closed", "open", "half_open"]
 
 
+_NEVER_RETRY = (
+    PermissionError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
+
+
 def default_retryable(exc: BaseException) -> bool:
-    """Transient-looking failures: connection and timeout errors, or ``exc.retryable``."""
+    """Transient-looking failures: connection and timeout errors, other ``OSError``s except
+    those that will never succeed on a retry (permission denied, no such file...), and any
+    exception whose ``retryable`` attribute is true (streamnb's gRPC errors set it from the
+    status code)."""
     if getattr(exc, "retryable", False):
         return True
+    if isinstance(exc, _NEVER_RETRY):
+        return False
     return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
 

@@ -426,17 +426,15 @@ class _MonitorOp(_Op):
         m._start()
         run.meters[self.name] = m
         params: dict[str, Any] = {f"m{j}": m}
-        body = [f"n{j} += 1"]
         if self.size is not None:
             params[f"s{j}"] = self.size
-            body.append(f"b{j} += s{j}(x)")
-        body += [f"if n{j} >= k{j}:", f"    k{j} = n{j} + m{j}._publish(n{j}, b{j}, x)"]
         return Fragment(
             self.label,
-            body,
+            [],
             params,
-            init=[f"n{j} = 0", f"b{j} = 0", f"k{j} = 1"],
-            final=[f"m{j}._finish(n{j}, b{j}, _exc)"],
+            meter=m,
+            sized=self.size is not None,
+            stamped=self.timestamp is not None,
         )
 
 
