@@ -235,7 +235,7 @@ class Run:
         if self.done or self._stop_requested:
             return
         self._stop_requested = True
-        _log.info("streamnb.notebook.stop", run=self.name, items=self._items)
+        _log.debug("streamnb.notebook.stop", run=self.name, items=self._items)
         self._resume.set()
         task = self._task
         if self._status == "pending":
@@ -373,7 +373,7 @@ class Run:
                 raise asyncio.CancelledError
             self._t0 = time.monotonic()
             self._set_status("running")
-            _log.info("streamnb.notebook.start", run=self.name, mode=self.mode)
+            _log.debug("streamnb.notebook.start", run=self.name, mode=self.mode)
             if self._view is not None:
                 refresher = asyncio.get_running_loop().create_task(
                     self._refresh_loop(), name=f"streamnb.refresh:{self.name}"
@@ -396,7 +396,7 @@ class Run:
         except Exception as exc:
             self._exception = exc
             self._error = f"{type(exc).__name__}: {exc}"
-            _log.warning("streamnb.notebook.failed", run=self.name, error=self._error)
+            _log.debug("streamnb.notebook.failed", run=self.name, error=self._error)
             self._finish("failed")
         finally:
             if refresher is not None:
@@ -421,33 +421,35 @@ class Run:
         step = 1
         next_check = 1
         last_check = next_yield = clock()
-        async for item in it:
-            n += 1
-            last = item
-            if n >= next_check:
-                self._items = n
-                self._last = last
-                now = clock()
-                gap = now - last_check
-                last_check = now
-                if gap < _CHECK_INTERVAL / 2:
-                    step = min(step * 2, _MAX_CHECK_STEP)
-                elif gap > _CHECK_INTERVAL * 2 and step > 1:
-                    step //= 2
-                next_check = n + step
-                if self._pause_requested:
-                    await self._paused()
-                    last_check = next_yield = clock()
-                elif now >= next_yield:
-                    await asyncio.sleep(0)
-                    next_yield = clock() + _YIELD_INTERVAL
-        self._items = n
-        self._last = last
+        try:
+            async for item in it:
+                n += 1
+                last = item
+                if n >= next_check:
+                    self._items = n
+                    self._last = last
+                    now = clock()
+                    gap = now - last_check
+                    last_check = now
+                    if gap < _CHECK_INTERVAL / 2:
+                        step = min(step * 2, _MAX_CHECK_STEP)
+                    elif gap > _CHECK_INTERVAL * 2 and step > 1:
+                        step //= 2
+                    next_check = n + step
+                    if self._pause_requested:
+                        await self._paused()
+                        last_check = next_yield = clock()
+                    elif now >= next_yield:
+                        await asyncio.sleep(0)
+                        next_yield = clock() + _YIELD_INTERVAL
+        finally:
+            self._items = n
+            self._last = last
 
     async def _paused(self) -> None:
         self._set_status("paused")
         self._refresh()
-        _log.info("streamnb.notebook.paused", run=self.name, items=self._items)
+        _log.debug("streamnb.notebook.paused", run=self.name, items=self._items)
         await self._resume.wait()
         if not self._stop_requested:
             self._set_status("running")
@@ -485,7 +487,7 @@ class Run:
             result=self._last,
             error=self._error,
         )
-        _log.info(
+        _log.debug(
             "streamnb.notebook.end",
             run=self.name,
             status=status,
@@ -529,7 +531,7 @@ def _prepare(
     if old is not None and not old.done:
         old_task = old._task
         if old_task is not None and old_task.get_loop() is asyncio.get_running_loop():
-            _log.info("streamnb.notebook.replace", run=name)
+            _log.debug("streamnb.notebook.replace", run=name)
             old.stop()
             handle._predecessor = old
     _RUNS[name] = handle

@@ -1,0 +1,58 @@
+"""Small builders shared by the notebook tests (plain data, no mocks of streamnb)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamnb.metrics import MetricsSnapshot
+from streamnb.notebook._format import RunFrame, RunStatus
+
+
+def snap(name: str = "stage", **over: Any) -> MetricsSnapshot:
+    base: dict[str, Any] = dict(
+        name=name,
+        status="running",
+        items=0,
+        errors=0,
+        dropped=0,
+        bytes=0,
+        elapsed=1.0,
+        rate=0.0,
+        window_rate=0.0,
+        bytes_rate=0.0,
+        latency=None,
+        latency_max=None,
+        buffer_depth=None,
+        buffer_capacity=None,
+        buffer_high_water=None,
+        total=None,
+        error=None,
+        taken_at=0.0,
+    )
+    base.update(over)
+    return MetricsSnapshot(**base)
+
+
+def frame(
+    status: RunStatus = "running",
+    items: int = 0,
+    elapsed: float = 1.0,
+    *,
+    total: int | None = None,
+    error: str | None = None,
+    stages: dict[str, MetricsSnapshot] | None = None,
+    taken_at: float = 0.0,
+    name: str = "run",
+    window_tail: tuple[tuple[float, Any], ...] = (),
+) -> RunFrame:
+    return RunFrame(
+        name=name,
+        status=status,
+        items=items,
+        elapsed=elapsed,
+        total=total,
+        error=error,
+        stages=stages or {},
+        taken_at=taken_at,
+        window_tail=window_tail,
+    )

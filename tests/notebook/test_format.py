@@ -1,0 +1,191 @@
+"""Pure formatting and state: no Jupyter, no widgets, no clock."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from streamnb.errors import StreamnbError
+from streamnb.notebook._format import (
+    InvalidTransitionError,
+    Throttle,
+    ThroughputHistory,
+    buffer_gauges,
+    check_transition,
+    format_bytes,
+    format_count,
+    format_duration,
+    format_latency,
+    format_rate,
+    progress_for,
+    progress_view,
+    stage_rows,
+    stage_table_html,
+    window_table_html,
+)
+
+from .helpers import frame, snap
+
+
+@pytest.mark.parametrize(("n", "text"), [(0, "0"), (999, "999"), (1234567, "1,234,567")])
+def test_format_count(n: int, text: str) -> None:
+    assert format_count(n) == text
+
+
+@pytest.mark.parametrize(
+    ("rate", "text"),
+    [
+        (0.0, "0/s"),
+        (0.5, "0.5/s"),
+        (12.34, "12.3/s"),
+        (250.0, "250/s"),
+        (999.9, "1k/s"),
+        (12345.6, "12.3k/s"),
+        (5.9e6, "5.9M/s"),
+        (2.5e9, "2.5G/s"),
+        (None, "?/s"),
+        (math.nan, "?/s"),
+    ],
+)
+def test_format_rate(rate: float | None, text: str) -> None:
+    assert format_rate(rate) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.0, "0:00"), (2.4, "0:02"), (65, "1:05"), (3725, "1:02:05"), (None, "?"), (math.inf, "?")],
+)
+def test_format_duration(seconds: float | None, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_format_latency_and_bytes() -> None:
+    assert format_latency(None) == "-"
+    assert format_latency(0.00025) == "250 µs"
+    assert format_latency(0.0123) == "12.3 ms"
+    assert format_latency(2.5) == "2.5 s"
+    assert format_bytes(1500) == "1.5kB"
+
+
+def test_progress_with_total_shows_fraction_and_eta() -> None:
+    v = progress_view(status="running", items=500, elapsed=2.0, total=1000, name="etl")
+    assert v.fraction == 0.5
+    assert v.bar_style == "info"
+    assert v.label == "etl"
+    assert v.text == "500/1,000 items · 250/s · 0:02 elapsed · ETA 0:02"
+
+
+def test_progress_without_total_has_no_fraction_until_done() -> None:
+    running = progress_view(status="running", items=10, elapsed=1.0)
+    assert running.fraction is None
+    assert "ETA" not in running.text
+    done = progress_view(status="done", items=10, elapsed=1.0)
+    assert done.fraction == 1.0
+    assert done.bar_style == "success"
+    assert done.text.endswith("done")
+
+
+def test_progress_failed_is_red_with_the_error() -> None:
+    v = progress_view(status="failed", items=3, elapsed=1.0, error="ValueError: bad row 3")
+    assert v.bar_style == "danger"
+    assert v.error == "ValueError: bad row 3"
+    assert v.text.endswith("failed — ValueError: bad row 3")
+
+
+def test_progress_paused_and_overshoot() -> None:
+    v = progress_view(status="paused", items=1500, elapsed=1.0, total=1000)
+    assert v.fraction == 1.0
+    assert v.bar_style == "warning"
+    assert "ETA 0:00" in v.text and v.text.endswith("paused")
+    assert progress_view(status="running", items=0, elapsed=0.0, total=0).fraction == 1.0
+    stalled = progress_view(status="running", items=0, elapsed=0.0, total=10)
+    assert "ETA ?" in stalled.text
+
+
+def test_progress_for_uses_a_stage_total_when_the_run_has_none() -> None:
+    stages = {
+        "raw": snap("raw", items=10),
+        "rows": snap("rows", items=40, total=100, rate=20.0),
+    }
+    v = progress_for(frame(items=3, elapsed=2.0, stages=stages))
+    assert v.fraction == 0.4
+    assert "40/100 items" in v.text and "20/s" in v.text
+    own = progress_for(frame(items=3, elapsed=1.0, total=6, stages=stages))
+    assert own.fraction == 0.5
+
+
+def test_transitions() -> None:
+    assert check_transition("pending", "running") == "running"
+    assert check_transition("running", "paused") == "paused"
+    assert check_transition("paused", "running") == "running"
+    assert check_transition("paused", "cancelled") == "cancelled"
+    for finished in ("done", "failed", "cancelled"):
+        with pytest.raises(InvalidTransitionError, match="it is finished"):
+            check_transition(finished, "running")  # type: ignore[arg-type]
+    with pytest.raises(StreamnbError, match="'pending' to 'paused'"):
+        check_transition("pending", "paused")
+
+
+def test_stage_rows_and_table() -> None:
+    stages = {
+        "parse": snap("parse", items=1200, window_rate=300.0, rate=250.0, errors=2, latency=0.012),
+        "<bad>": snap("<bad>", status="failed", items=5, rate=5.0, error="boom"),
+    }
+    rows = stage_rows(stages)
+    assert [r.name for r in rows] == ["parse", "<bad>"]
+    assert rows[0].items == "1,200" and rows[0].rate == "300/s"  # running: recent rate
+    assert rows[0].latency == "12 ms" and rows[0].errors == "2"
+    assert rows[1].rate == "5/s" and rows[1].failed  # finished: mean rate
+    html = stage_table_html(rows)
+    assert html.count("<tr>") == 3
+    assert "&lt;bad&gt;" in html and "<bad>" not in html
+    assert "#c62828" in html
+    assert stage_table_html([]) == ""
+
+
+def test_buffer_gauges_only_for_buffers() -> None:
+    stages = {
+        "plain": snap("plain"),
+        "buf": snap("buf", buffer_depth=90, buffer_capacity=100, buffer_high_water=100, dropped=7),
+        "idle": snap("idle", buffer_depth=0, buffer_capacity=10, buffer_high_water=3),
+    }
+    gauges = buffer_gauges(stages)
+    assert [g.name for g in gauges] == ["buf", "idle"]
+    assert gauges[0].fraction == 0.9 and gauges[0].bar_style == "warning"
+    assert gauges[0].text == "90/100 · high-water 100 · dropped 7"
+    assert gauges[1].fraction == 0.0 and gauges[1].bar_style == "info"
+    full = buffer_gauges({"f": snap("f", buffer_depth=4, buffer_capacity=4, buffer_high_water=4)})
+    assert full[0].bar_style == "danger"
+
+
+def test_throughput_history_rates_and_bound() -> None:
+    h = ThroughputHistory(maxlen=3)
+    h.add(0.0, {"a": 0})
+    assert len(h) == 0 and h.version == 0
+    h.add(1.0, {"a": 500, "b": 10})
+    h.add(1.0, {"a": 900})  # same instant: no rate, no division by zero
+    h.add(3.0, {"a": 1500, "b": 30})
+    assert h.series() == {"a": ([1.0, 3.0], [500.0, 300.0]), "b": ([3.0], [10.0])}
+    for t in range(4, 10):
+        h.add(float(t), {"a": 1500 + t})
+    assert len(h.series()["a"][0]) == 3
+
+
+def test_throttle_interval_and_duty() -> None:
+    th = Throttle(min_interval=1.0, duty=0.02)
+    assert th.ready(0.0)
+    th.done(0.0, cost=0.005)  # cheap: the interval rules
+    assert not th.ready(0.99) and th.ready(1.0)
+    th.done(1.0, cost=0.1)  # costly: wait cost/duty = 5 s
+    assert not th.ready(5.9) and th.ready(6.0)
+
+
+def test_window_table_html() -> None:
+    rows = [(1_700_000_000.0, {"id": 1, "msg": "<hi>" + "x" * 80}), (1_700_000_001.0, 5)]
+    html = window_table_html(rows, max_chars=10)
+    assert "&lt;hi&gt;" in html and "<hi>" not in html
+    assert "…" in html
+    assert html.count("<tr>") == 3
+    assert ">arrived<" in html and ">value<" in html
+    assert window_table_html([]) == ""

@@ -1,0 +1,316 @@
+"""The runner on a real event loop with real Streams (no kernel): lifecycle, stop, pause,
+replacement by name, failures, cancellation from outside, windows, text display."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from streamnb import PipelineStoppedError, Stream
+from streamnb.notebook import NoWindowError, Run, active_runs, run, start
+from streamnb.notebook.runner import RunSummary
+
+
+class Source:
+    """An async source that records how far it got and whether it was closed."""
+
+    def __init__(self, n: int | None = None, delay: float = 0.001) -> None:
+        self.n = n
+        self.delay = delay
+        self.produced = 0
+        self.closed = False
+
+    async def __call__(self) -> AsyncIterator[int]:
+        try:
+            i = 0
+            while self.n is None or i < self.n:
+                await asyncio.sleep(self.delay)
+                self.produced += 1
+                yield i
+                i += 1
+        finally:
+            self.closed = True
+
+
+def others() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+
+
+async def wait_for(cond: Any, limit: float = 10.0) -> None:
+    async with asyncio.timeout(limit):
+        while not cond():  # noqa: ASYNC110 - polling a plain attribute of the run handle
+            await asyncio.sleep(0.01)
+
+
+async def test_run_returns_a_summary_with_metrics_and_the_last_item() -> None:
+    s = Stream(range(10_000)).map(lambda x: x * 2).monitor("doubled").batch(100).monitor("b")
+    summary = await run(s, display=False, name="t-summary")
+    assert isinstance(summary, RunSummary)
+    assert summary.status == "done" and summary.items == 100 and summary.error is None
+    assert summary.result == [x * 2 for x in range(9900, 10_000)]
+    assert list(summary.metrics) == ["doubled", "b"]
+    assert summary.metrics["doubled"].items == 10_000
+    assert summary.metrics["doubled"].status == "done"
+    assert summary.elapsed > 0
+    assert others() == []
+
+
+async def test_failure_is_raised_with_status_failed() -> None:
+    def boom(x: int) -> int:
+        if x == 50:
+            raise ValueError("bad item 50")
+        return x
+
+    handle = start(Stream(range(100)).map(boom).monitor("m"), display=False, name="t-fail")
+    with pytest.raises(ValueError, match="bad item 50"):
+        await handle
+    assert handle.status == "failed"
+    assert handle.summary is not None and handle.summary.error == "ValueError: bad item 50"
+    assert handle.items == 50
+    assert handle.summary.result == 49
+    assert handle.metrics()["m"].status == "failed"
+    with pytest.raises(ValueError, match="bad item 50"):
+        await run(Stream(range(100)).map(boom), display=False, name="t-fail-fg")
+    assert others() == []
+
+
+async def test_stop_closes_the_stream_and_its_buffer_producer() -> None:
+    src = Source()
+    s = Stream(src).buffer(16, name="buf").monitor("buf").monitor("out")
+    handle = start(s, display=False, name="t-stop")
+    assert handle.status == "pending"
+    await wait_for(lambda: handle.items >= 20)
+    assert handle.status == "running"
+    handle.stop()
+    with pytest.raises(PipelineStoppedError, match="'t-stop' was stopped after") as info:
+        await handle
+    assert info.value.summary.status == "cancelled"  # type: ignore[attr-defined]
+    assert handle.status == "cancelled"
+    assert src.closed
+    assert others() == []
+    handle.stop()  # idempotent once finished
+
+
+async def test_stop_while_pending_never_opens_the_stream() -> None:
+    src = Source(5)
+    handle = start(Stream(src), display=False, name="t-pending")
+    handle.stop()
+    summary = await handle.wait()
+    assert summary.status == "cancelled" and summary.items == 0
+    assert src.produced == 0
+
+
+async def test_pause_applies_backpressure_and_resume_continues() -> None:
+    src = Source(400, delay=0.0005)
+    s = Stream(src).buffer(8, name="buf").monitor("buf")
+    handle = start(s, display=False, name="t-pause")
+    await wait_for(lambda: handle.items >= 10)
+    handle.pause()
+    await wait_for(lambda: handle.status == "paused")
+    await asyncio.sleep(0.2)
+    held, produced = handle.items, src.produced
+    await asyncio.sleep(0.2)
+    assert handle.items == held  # the consumer stopped pulling
+    assert src.produced == produced  # ...and backpressure stopped the producer
+    assert produced <= held + 8 + 2  # the buffer's capacity plus items in hand
+    handle.toggle_pause()
+    summary = await handle
+    assert summary.status == "done" and summary.items == 400
+
+
+async def test_stop_while_paused() -> None:
+    src = Source()
+    handle = start(Stream(src), display=False, name="t-stop-paused")
+    await wait_for(lambda: handle.items >= 3)
+    handle.pause()
+    await wait_for(lambda: handle.status == "paused")
+    handle.stop()
+    assert (await handle.wait()).status == "cancelled"
+    assert src.closed and others() == []
+
+
+async def test_starting_under_a_running_name_stops_the_old_run_first() -> None:
+    first_src, second_src = Source(), Source(50)
+    first = start(Stream(first_src), display=False, name="t-same")
+    await wait_for(lambda: first.items >= 3)
+    assert active_runs()["t-same"] is first
+    second = start(Stream(second_src), display=False, name="t-same")
+    assert active_runs()["t-same"] is second
+    summary = await second
+    assert first.status == "cancelled" and first_src.closed
+    assert summary.status == "done" and summary.items == 50
+    assert "t-same" not in active_runs()
+    assert others() == []
+
+
+async def test_cancellation_from_outside_closes_and_propagates() -> None:
+    """What a kernel interrupt does to a foreground `await run(...)` cell."""
+    src = Source()
+    holder: dict[str, Run] = {}
+
+    async def cell() -> RunSummary:
+        return await run(Stream(src).buffer(4).monitor("m"), display=False, name="t-outside")
+
+    task = asyncio.get_running_loop().create_task(cell())
+    await wait_for(lambda: src.produced >= 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert src.closed
+    assert others() == []
+    assert holder == {}
+
+
+async def test_the_consumer_yields_to_the_loop_for_sync_pipelines() -> None:
+    """A CPU-only pipeline must let the dashboard timer (and other cells' tasks) run."""
+    ticks = 0
+    seen: list[int] = []
+
+    def spin(x: int) -> int:
+        return sum(range(20)) + x
+
+    handle = start(Stream(range(300_000)).map(spin), display=False, name="t-yield")
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not handle.done:
+            ticks += 1
+            seen.append(handle.items)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(ticker(), handle.wait())
+    assert ticks > 3
+    assert any(0 < n < 300_000 for n in seen)  # progress observed while running
+
+
+async def test_window_to_pandas_while_running_is_bounded() -> None:
+    src = Source(None, delay=0.0005)
+    s = Stream(src).map(lambda i: {"i": i, "m": {"sq": i * i}}).window(last=25, name="w")
+    handle = start(s, display=False, name="t-window")
+    await wait_for(lambda: handle.items >= 60)
+    df = handle.to_pandas()
+    assert len(df) == 25
+    assert list(df.columns) == ["arrived_at", "i", "m.sq"]
+    assert df["i"].is_monotonic_increasing
+    assert handle.window.name == "window" or handle.window is not None
+    handle.stop()
+    await handle.wait()
+    assert len(handle.to_pandas()) == 25  # still readable after the end
+
+
+async def test_no_window_is_an_actionable_error() -> None:
+    handle = start(Stream(range(10)), display=False, name="t-nowin")
+    await handle
+    with pytest.raises(NoWindowError, match=r"add \.window\(last=N\)"):
+        handle.to_pandas()
+    wrong = start(Stream(range(3)).window(last=2, name="a"), display=False, window="b")
+    await wrong
+    with pytest.raises(NoWindowError, match="no window named 'b'"):
+        _ = wrong.window
+
+
+async def test_text_display_writes_progress_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    s = Stream(range(2000)).monitor("n", total=2000)
+    await run(s, display="text", name="t-text", refresh=50)
+    err = capsys.readouterr().err
+    assert "t-text" in err
+    assert "2,000/2,000 items" in err and "done" in err
+    assert "  n: done, 2,000 items" in err
+
+
+async def test_repr_and_mimebundle_outside_a_notebook() -> None:
+    handle = start(Stream(range(5)), display=False, name="t-repr")
+    await handle
+    assert repr(handle).startswith("<Run t-repr [")
+    assert handle._repr_mimebundle_() == {"text/plain": repr(handle)}
+
+
+async def test_argument_errors() -> None:
+    with pytest.raises(TypeError, match="expects a streamnb Stream"):
+        start([1, 2, 3], display=False)
+    with pytest.raises(ValueError, match="refresh must be > 0"):
+        start(Stream(range(3)), refresh=0, display=False)
+    with pytest.raises(ValueError, match="display='fancy'"):
+        start(Stream(range(3)), display="fancy")
+
+
+def test_start_without_a_loop_points_to_run_sync() -> None:
+    from streamnb.errors import StreamnbError
+
+    with pytest.raises(StreamnbError, match="use run_sync"):
+        start(Stream(range(3)), display=False)
+
+
+def _python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_run_sync_in_a_script_and_inside_a_running_loop() -> None:
+    out = _python(
+        """
+        import asyncio
+        from streamnb import Stream
+        s = Stream(range(1000)).map(lambda x: x + 1).monitor("m")
+        print("script", s.run_sync(display=False).items)
+
+        async def notebook_like_cell():
+            # a sync call made while the loop runs, like a non-async notebook cell
+            summary = Stream(range(10)).run_sync(display=False, name="inner")
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            return summary.items, summary.result, len(pending)
+
+        print("nested", asyncio.run(notebook_like_cell()))
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert "script 1000" in out.stdout
+    assert "nested (10, 9, 0)" in out.stdout
+
+
+def test_ctrl_c_in_a_script_closes_the_stream_then_raises_keyboard_interrupt() -> None:
+    out = _python(
+        """
+        import asyncio, os, signal, threading
+        from streamnb import Stream
+
+        closed = []
+        async def src():
+            try:
+                while True:
+                    await asyncio.sleep(0.001)
+                    yield 1
+            finally:
+                closed.append(True)
+
+        threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        try:
+            Stream(src).buffer(8).run_sync(display=False)
+        except KeyboardInterrupt:
+            print("interrupted closed=%s" % closed)
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert "interrupted closed=[True]" in out.stdout
+
+
+class _Boom(Iterator[int]):
+    def __next__(self) -> int:
+        raise OSError("disk gone")
+
+
+async def test_failing_source_shows_in_the_summary_metrics() -> None:
+    handle = start(Stream(_Boom()).monitor("src"), display=False, name="t-src")
+    with pytest.raises(OSError, match="disk gone"):
+        await handle
+    assert handle.metrics()["src"].status == "failed"

@@ -1,0 +1,177 @@
+"""Window: bounded by count and by age, snapshot to pandas, hot path stays cheap."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from streamnb.errors import StreamnbError
+from streamnb.window import TIMESTAMP_COLUMN, Window, WindowConfigError, flatten_item
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_last_keeps_only_the_most_recent_items() -> None:
+    w = Window(last=3)
+    for i in range(10):
+        w.append(i)
+    assert len(w) == 3
+    assert w.items() == [7, 8, 9]
+    assert list(w) == [7, 8, 9]
+
+
+def test_last_memory_is_bounded_whatever_the_stream_length() -> None:
+    w = Window(last=100)
+    for i in range(100_000):
+        w.append(i)
+    assert len(w._data) == 100
+    assert w.items()[0] == 99_900
+
+
+def test_seconds_window_drops_items_older_than_its_span() -> None:
+    clock = FakeClock()
+    w = Window(seconds=10)
+    w._clock = clock
+    w._next_prune = clock.t + w._prune_every
+    for i in range(5):
+        w.append(i)
+        clock.t += 1.0
+    clock.t += 7.5  # items 0..4 arrived at 1000..1004, now is 1012.5: 0, 1, 2 are too old
+    assert w.items() == [3, 4]
+    assert len(w) == 2
+
+
+def test_seconds_window_prunes_on_the_hot_path_too() -> None:
+    clock = FakeClock()
+    w = Window(seconds=1)
+    w._clock = clock
+    w._next_prune = clock.t + w._prune_every
+    for i in range(10_000):
+        w.append(i)
+        clock.t += 0.01  # 100 items per second of fake time
+    # never read, yet bounded: at most one span plus one prune period of items
+    assert len(w._data) <= 100 + 100 * w._prune_every + 1
+
+
+def test_seconds_window_has_a_hard_item_bound() -> None:
+    w = Window(seconds=3600, max_items=50)
+    for i in range(1000):
+        w.append(i)
+    assert len(w) == 50
+
+
+def test_both_bounds_apply() -> None:
+    w = Window(last=2, seconds=60)
+    for i in range(5):
+        w.append(i)
+    assert w.items() == [3, 4]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({}, "give last=N"),
+        ({"last": 0}, "last must be"),
+        ({"last": True}, "last must be"),
+        ({"seconds": 0}, "seconds must be"),
+        ({"seconds": -1.0}, "seconds must be"),
+        ({"seconds": 1.0, "max_items": 0}, "max_items"),
+    ],
+)
+def test_invalid_configurations_are_rejected(kwargs: dict[str, object], fragment: str) -> None:
+    with pytest.raises(WindowConfigError, match=fragment) as info:
+        Window(**kwargs)  # type: ignore[arg-type]
+    assert isinstance(info.value, StreamnbError)
+    assert isinstance(info.value, ValueError)
+
+
+def test_to_pandas_dict_items_become_flattened_columns() -> None:
+    w = Window(last=10)
+    w.append({"id": 1, "pos": {"x": 1.5, "y": {"z": 2}}, "tag": "a"})
+    w.append({"id": 2, "pos": {"x": 2.5, "y": {"z": 3}}})
+    df = w.to_pandas()
+    assert list(df.columns) == [TIMESTAMP_COLUMN, "id", "pos.x", "pos.y.z", "tag"]
+    assert df["id"].tolist() == [1, 2]
+    assert df["pos.y.z"].tolist() == [2, 3]
+    assert df["tag"].isna().tolist() == [False, True]
+    assert isinstance(df[TIMESTAMP_COLUMN].dtype, pd.DatetimeTZDtype)
+    assert df[TIMESTAMP_COLUMN].is_monotonic_increasing
+
+
+def test_to_pandas_other_items_use_a_value_column() -> None:
+    w = Window(last=5)
+    for i in range(8):
+        w.append(i * 10)
+    df = w.to_pandas()
+    assert list(df.columns) == [TIMESTAMP_COLUMN, "value"]
+    assert df["value"].tolist() == [30, 40, 50, 60, 70]
+    now = pd.Timestamp.now(tz="UTC")
+    assert (now - df[TIMESTAMP_COLUMN]).max() < pd.Timedelta(minutes=5)
+
+
+def test_to_pandas_on_an_empty_window() -> None:
+    df = Window(last=3).to_pandas()
+    assert len(df) == 0
+    assert TIMESTAMP_COLUMN in df.columns
+
+
+def test_a_user_column_named_like_the_timestamp_is_kept() -> None:
+    w = Window(last=3)
+    w.append({TIMESTAMP_COLUMN: "mine", "v": 1})
+    df = w.to_pandas()
+    assert df[f"{TIMESTAMP_COLUMN}.item"].tolist() == ["mine"]
+    assert isinstance(df[TIMESTAMP_COLUMN].dtype, pd.DatetimeTZDtype)
+
+
+def test_tail_returns_wall_clock_pairs_oldest_first() -> None:
+    w = Window(last=10)
+    for i in range(6):
+        w.append(i)
+    tail = w.tail(3)
+    assert [item for _, item in tail] == [3, 4, 5]
+    assert all(t > 1e9 for t, _ in tail)  # wall-clock seconds, not monotonic
+    assert w.tail(0) == []
+
+
+def test_flatten_item() -> None:
+    assert flatten_item({"a": 1, "b": {"c": 2, "d": {}}}) == {"a": 1, "b.c": 2, "b.d": {}}
+    assert flatten_item([1, 2]) == {"value": [1, 2]}
+
+
+def test_repr_names_the_bounds() -> None:
+    w = Window(last=4, seconds=2.5, name="recent")
+    w.append(1)
+    assert repr(w) == "Window(last=4, seconds=2.5, name='recent', len=1)"
+
+
+def test_importing_streamnb_does_not_import_pandas() -> None:
+    code = (
+        "import sys, streamnb, streamnb.window, streamnb.notebook; print('pandas' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+async def test_stream_window_is_readable_while_and_after_running() -> None:
+    from streamnb import Stream
+
+    s = Stream({"i": i, "sq": {"v": i * i}} for i in range(1000)).window(last=10, name="w")
+    async with s.open() as it:
+        seen = 0
+        async for _ in it:
+            seen += 1
+            if seen == 500:
+                mid = it.windows["w"].to_pandas()
+                assert len(mid) == 10
+                assert mid["i"].tolist() == list(range(490, 500))
+        final = it.windows["w"].to_pandas()
+    assert final["sq.v"].tolist() == [i * i for i in range(990, 1000)]
