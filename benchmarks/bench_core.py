@@ -19,7 +19,7 @@ import gc
 import json
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from aiostream import pipe, stream
@@ -130,7 +130,7 @@ async def snb_cmap(n: int) -> int:
     return await Stream(range(n)).map(touch, concurrency=10).count()
 
 
-def timed(fn: Callable[[int], Awaitable[int]], n: int) -> float:
+def timed(fn: Callable[[int], Coroutine[Any, Any, int]], n: int) -> float:
     gc.collect()
     t0 = time.perf_counter()
     asyncio.run(fn(n))
@@ -152,7 +152,7 @@ def main() -> None:
         assert got == expect, f"{fn.__name__} produced {got} batches, expected {expect}"
     assert asyncio.run(snb_cmap(cn)) == asyncio.run(aio_cmap(cn)) == cn
 
-    variants: dict[str, tuple[Callable[[int], Awaitable[int]], int]] = {
+    variants: dict[str, tuple[Callable[[int], Coroutine[Any, Any, int]], int]] = {
         "handwritten": (hand_pipeline, n),
         "aiostream": (aio_pipeline, n),
         "streamnb": (snb_pipeline, n),

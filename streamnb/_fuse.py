@@ -92,12 +92,16 @@ def _shape(frags: list[Fragment], sync_source: bool) -> tuple[Any, ...]:
     )
 
 
-def _compile(frags: list[Fragment], sync_source: bool) -> tuple[Callable[..., Any], dict[int, int]]:
+def _compile(
+    frags: list[Fragment], sync_source: bool
+) -> tuple[Callable[..., Any], dict[int, int]]:
     names: list[str] = []
     for f in frags:
         names.extend(f.params)
     lines = ["async def _run(_src, _P, _SKIP, _note):"]
-    lines.append(f"    ({', '.join(names)}{',' if len(names) == 1 else ''}) = _P" if names else "    pass")
+    lines.append(
+        f"    ({', '.join(names)}{',' if len(names) == 1 else ''}) = _P" if names else "    pass"
+    )
     lines.append("    i = 0")
     lines.append("    x = None")
     lines.append("    _exc = None")

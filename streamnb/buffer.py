@@ -204,7 +204,7 @@ class _Channel(Generic[T]):
     def finished(self) -> bool:
         return self._open_producers <= 0 or self._error is not None
 
-    async def wait(self, timeout: float | None = None) -> bool:
+    async def wait(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Park until an item or the end arrives; False when ``timeout`` passed first."""
         fut = asyncio.get_running_loop().create_future()
         self._getter = fut

@@ -348,7 +348,7 @@ async def resilient(
     breaker: CircuitBreaker | None,
     stats: dict[str, int],
 ) -> AsyncGenerator[T, None]:
-    """Iterate ``factory(token)``, re-creating it after retryable failures (see Stream.resilient)."""
+    """Iterate ``factory(token)``; re-create it after retryable failures (Stream.resilient)."""
     from .stream import _aiter_any  # late: stream imports this module
 
     token: Any = None

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from ._concurrent import concurrent_map
 from ._fuse import Fragment, fuse
-from .buffer import BufferStats, Overflow, _check_overflow, _Channel
+from .buffer import BufferStats, Overflow, _Channel, _check_overflow
 from .errors import CollectLimitError, EmptyStreamError, StreamConsumedError
 from .metrics import Meter, MetricsSnapshot
 from .recovery import (
@@ -820,8 +820,9 @@ class Stream(Generic[T]):
     def enumerate(self, start: int = 0) -> Stream[tuple[int, T]]:
         """Pair every item with its index: ``(start, x0), (start + 1, x1), ...``."""
         return self._then(
-            _SimpleOp("enumerate", ["x = (e{j}, x)", "e{j} += 1"], {"e0{j}": start},
-                      init=["e{j} = e0{j}"])
+            _SimpleOp(
+                "enumerate", ["x = (e{j}, x)", "e{j} += 1"], {"e0{j}": start}, init=["e{j} = e0{j}"]
+            )
         )
 
     def scan(self, fn: Callable[[A, T], A], initial: A) -> Stream[A]:
@@ -847,17 +848,25 @@ class Stream(Generic[T]):
         if n < 0:
             raise ValueError(f"skip(n={n}): must be >= 0")
         return self._then(
-            _SimpleOp(f"skip({n})", ["if s{j}:", "    s{j} -= 1", "    continue"],
-                      {"s0{j}": n}, init=["s{j} = s0{j}"], one_to_one=False)
+            _SimpleOp(
+                f"skip({n})",
+                ["if s{j}:", "    s{j} -= 1", "    continue"],
+                {"s0{j}": n},
+                init=["s{j} = s0{j}"],
+                one_to_one=False,
+            )
         )
 
     def take_while(self, predicate: Callable[[T], Any]) -> Stream[T]:
         """Items while ``predicate`` holds; the first failing item ends the stream (dropped)."""
         aw = "await " if _is_async_fn(predicate) else ""
         return self._then(
-            _SimpleOp(f"take_while({describe(predicate)})",
-                      [f"if not {aw}p{{j}}(x):", "    return"], {"p{j}": predicate},
-                      one_to_one=False)
+            _SimpleOp(
+                f"take_while({describe(predicate)})",
+                [f"if not {aw}p{{j}}(x):", "    return"],
+                {"p{j}": predicate},
+                one_to_one=False,
+            )
         )
 
     def sample(self, every: int) -> Stream[T]:
@@ -865,9 +874,13 @@ class Stream(Generic[T]):
         if every < 1:
             raise ValueError(f"sample(every={every}): must be >= 1")
         return self._then(
-            _SimpleOp(f"sample(every={every})",
-                      ["if s{j}:", "    s{j} -= 1", "    continue", "s{j} = K{j}"],
-                      {"K{j}": every - 1}, init=["s{j} = 0"], one_to_one=False)
+            _SimpleOp(
+                f"sample(every={every})",
+                ["if s{j}:", "    s{j} -= 1", "    continue", "s{j} = K{j}"],
+                {"K{j}": every - 1},
+                init=["s{j} = 0"],
+                one_to_one=False,
+            )
         )
 
     def throttle(self, rate: float) -> Stream[T]:
