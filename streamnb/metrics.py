@@ -116,8 +116,10 @@ class Meter:
     ``size`` maps an item to its size in bytes (your choice: ``len`` for bytes, a protobuf
     message's ``ByteSize``...). ``timestamp`` maps an item to the wall-clock time
     (``time.time()``) it was created, for end-to-end latency; latency is sampled when counters
-    are published, not measured per item. ``log_every`` (seconds) emits a ``streamnb.metrics``
-    structlog event at that period while items flow, and ``streamnb.summary`` at the end.
+    are published, not measured per item. ``log_every`` (seconds) and/or ``log_every_items``
+    emit a ``streamnb.metrics`` structlog event at that period while items flow (checked when
+    counters are published, so an item-count period is honoured to within one publication
+    step), and a ``streamnb.summary`` event when the stage ends.
     """
 
     name: str
@@ -126,6 +128,7 @@ class Meter:
     total: int | None = None
     window: float = 5.0
     log_every: float | None = None
+    log_every_items: int | None = None
     clock: Callable[[], float] = time.monotonic
     # published state
     items: int = 0
@@ -140,6 +143,7 @@ class Meter:
     _samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=256))
     _latencies: deque[float] = field(default_factory=lambda: deque(maxlen=64))
     _next_log: float = 0.0
+    _next_log_items: int = 0
     _pace: _Pace = field(default_factory=lambda: _Pace())
 
     # -- writer side (the stage) -------------------------------------------------------------
@@ -151,6 +155,7 @@ class Meter:
         self._samples.clear()
         self._latencies.clear()
         self._pace = _Pace()
+        self._next_log_items = self.log_every_items or 0
 
     def _publish(self, items: int, nbytes: int, item: Any) -> int:
         """Take the stage's local counts; ``item`` is the latest one (for a latency sample).
@@ -169,8 +174,15 @@ class Meter:
         self._samples.append((now, items))
         if self.timestamp is not None and item is not None:
             self._latencies.append(time.time() - self.timestamp(item))
-        if self.log_every is not None and now >= self._next_log:
-            self._next_log = now + self.log_every
+        due = self.log_every is not None and now >= self._next_log
+        if self.log_every_items is not None and items >= self._next_log_items:
+            due = True
+        if due:
+            if self.log_every is not None:
+                self._next_log = now + self.log_every
+            if self.log_every_items is not None:
+                step = self.log_every_items
+                self._next_log_items = (items // step + 1) * step
             _log.info("streamnb.metrics", **self._log_fields())
         return self._pace.next_step(now)
 
@@ -190,7 +202,7 @@ class Meter:
             self.status = "failed"
             self.errors += 1
             self.error = f"{type(exc).__name__}: {exc}"
-        if self.log_every is not None:
+        if self.log_every is not None or self.log_every_items is not None:
             _log.info("streamnb.summary", **self._log_fields())
 
     # -- reader side ------------------------------------------------------------------------

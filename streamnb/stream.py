@@ -405,6 +405,7 @@ class _MonitorOp(_Op):
         timestamp: Callable[[Any], float] | None,
         total: int | None,
         log_every: float | None,
+        log_every_items: int | None,
     ) -> None:
         self.label = f"monitor({name!r})"
         self.name = name
@@ -412,6 +413,7 @@ class _MonitorOp(_Op):
         self.timestamp = timestamp
         self.total = total
         self.log_every = log_every
+        self.log_every_items = log_every_items
 
     def fragment(self, j: int, run: _Run, link: _Link) -> Fragment:
         m = Meter(
@@ -420,6 +422,7 @@ class _MonitorOp(_Op):
             timestamp=self.timestamp,
             total=self.total,
             log_every=self.log_every,
+            log_every_items=self.log_every_items,
         )
         if link.prev is not None:
             m.buffer, m.dead_letter = link.prev.buffer, link.prev.dead_letter
@@ -934,13 +937,19 @@ class Stream(Generic[T]):
         timestamp: Callable[[T], float] | None = None,
         total: int | None = None,
         log_every: float | None = None,
+        log_every_items: int | None = None,
     ) -> Stream[T]:
         """Count what passes this point under ``name`` (see :class:`streamnb.Meter`).
+
+        ``size`` gives an item's size in bytes, ``timestamp`` its creation time
+        (``time.time()``) for latency, ``total`` the expected count (for an ETA);
+        ``log_every`` seconds / ``log_every_items`` items emit ``streamnb.metrics`` log events
+        (and ``streamnb.summary`` at the end).
 
         Placed right after a ``buffer`` it also reports the buffer's depth and drops; after a
         stage with an error policy, its dead-letter count as errors.
         """
-        return self._then(_MonitorOp(name, size, timestamp, total, log_every))
+        return self._then(_MonitorOp(name, size, timestamp, total, log_every, log_every_items))
 
     def window(
         self, last: int | None = None, seconds: float | None = None, name: str = "window"
