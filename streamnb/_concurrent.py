@@ -96,7 +96,7 @@ class _Pool:
                     self.results[idx] = y
                     if idx == self.next_out:
                         self.wake()
-                elif y is not _FAILED:
+                elif y is not _FAILED and y is not SKIP:
                     self.fifo.append(y)
                     self.wake()
                 if y is _FAILED:

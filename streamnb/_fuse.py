@@ -129,7 +129,9 @@ def _compile(
     for f in frags:
         lines.extend("        " + s for s in f.final)
     if not sync_source:
-        lines.append("        await _src.aclose()")
+        lines.append("        _close = getattr(_src, 'aclose', None)")
+        lines.append("        if _close is not None:")
+        lines.append("            await _close()")
     else:
         lines.append("        _close = getattr(_src, 'close', None)")
         lines.append("        if _close is not None:")
