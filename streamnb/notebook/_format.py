@@ -383,6 +383,10 @@ class ThroughputHistory:
     def __len__(self) -> int:
         return sum(len(p) for p in self._points.values())
 
+    def depth(self) -> int:
+        """The number of rate points of the longest series (a line needs 2)."""
+        return max((len(p) for p in self._points.values()), default=0)
+
 
 # -- throttling --------------------------------------------------------------------------------
 @dataclass(slots=True)

@@ -202,8 +202,10 @@ class Dashboard:
         self.gauges.children = tuple(rows)
 
     def _redraw_plot(self, now: float) -> None:
-        if self.history.version == self._plotted_version or len(self.history) < 2:
+        if self.history.version == self._plotted_version or self.history.depth() < 2:
             return
+        if self._figure is None:
+            self._setup_figure()  # imports matplotlib once: not part of the redraw cost
         started = time.perf_counter()
         png = self._render_png(now)
         self._plotted_version = self.history.version
@@ -212,18 +214,21 @@ class Dashboard:
             self.plot.layout.display = ""
         self.plot_throttle.done(now, cost=time.perf_counter() - started)
 
-    def _render_png(self, now: float) -> bytes:
-        if self._figure is None:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
+    def _setup_figure(self) -> None:
+        # a bare Figure on an Agg canvas: no pyplot, no global state, no inline-backend capture
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
-            self._figure = Figure(figsize=(7, 1.9), dpi=72)
-            self._canvas = FigureCanvasAgg(self._figure)
-            self._axes = self._figure.add_subplot()
-            self._axes.set_ylabel("items/s", fontsize=8)
-            self._axes.tick_params(labelsize=7)
-            self._axes.grid(alpha=0.3)
-            self._figure.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.95)
+        self._figure = Figure(figsize=(7, 1.9), dpi=72)
+        self._canvas = FigureCanvasAgg(self._figure)
+        self._axes = self._figure.add_subplot()
+        self._axes.set_ylabel("items/s", fontsize=8)
+        self._axes.set_xlabel("seconds ago", fontsize=7)
+        self._axes.tick_params(labelsize=7)
+        self._axes.grid(alpha=0.3)
+        self._figure.subplots_adjust(left=0.1, right=0.98, bottom=0.22, top=0.95)
+
+    def _render_png(self, now: float) -> bytes:
         ax = self._axes
         series = self.history.series()
         for name, (ts, rates) in series.items():

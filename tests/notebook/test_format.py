@@ -162,11 +162,12 @@ def test_buffer_gauges_only_for_buffers() -> None:
 def test_throughput_history_rates_and_bound() -> None:
     h = ThroughputHistory(maxlen=3)
     h.add(0.0, {"a": 0})
-    assert len(h) == 0 and h.version == 0
+    assert len(h) == 0 and h.version == 0 and h.depth() == 0
     h.add(1.0, {"a": 500, "b": 10})
     h.add(1.0, {"a": 900})  # same instant: no rate, no division by zero
     h.add(3.0, {"a": 1500, "b": 30})
     assert h.series() == {"a": ([1.0, 3.0], [500.0, 300.0]), "b": ([3.0], [10.0])}
+    assert h.depth() == 2
     for t in range(4, 10):
         h.add(float(t), {"a": 1500 + t})
     assert len(h.series()["a"][0]) == 3

@@ -1,0 +1,121 @@
+"""The dashboard view with real ipywidgets (no kernel: widgets sync into comm's default comm)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as widgets
+import pytest
+
+from streamnb.notebook.dashboard import Dashboard
+
+from .helpers import frame, snap
+
+
+def count_sends(dash: Dashboard) -> dict[str, int]:
+    """Count the update messages widgets send (wrapping Widget._send, which sends one)."""
+    counter = {"n": 0}
+    original = widgets.Widget._send
+
+    def spy(self: Any, msg: Any, buffers: Any = None) -> None:
+        counter["n"] += 1
+        original(self, msg, buffers)
+
+    widgets.Widget._send = spy  # type: ignore[method-assign]
+    dash._restore = lambda: setattr(widgets.Widget, "_send", original)  # type: ignore[attr-defined]
+    return counter
+
+
+@pytest.fixture
+def dash() -> Any:
+    calls: list[str] = []
+    d = Dashboard("etl", on_stop=lambda: calls.append("stop"), on_pause=lambda: calls.append("p"))
+    d.calls = calls  # type: ignore[attr-defined]
+    yield d
+    restore = getattr(d, "_restore", None)
+    if restore is not None:
+        restore()
+
+
+def test_running_frame_fills_bar_text_and_stage_table(dash: Dashboard) -> None:
+    stages = {"parse": snap("parse", items=250, window_rate=125.0)}
+    dash.update(frame(items=250, elapsed=2.0, total=1000, stages=stages, taken_at=1.0))
+    assert dash.bar.value == 0.25
+    assert dash.bar.bar_style == "info"
+    assert "250/1,000 items" in dash.info.value and "ETA 0:06" in dash.info.value
+    assert "running" in dash.title.value
+    assert ">parse<" in dash.stages.value and ">125/s<" in dash.stages.value
+    assert not dash.stop_button.disabled
+
+
+def test_done_turns_green_and_disables_buttons(dash: Dashboard) -> None:
+    dash.close(frame("done", items=10, elapsed=1.0, taken_at=1.0))
+    assert dash.bar.value == 1.0 and dash.bar.bar_style == "success"
+    assert dash.stop_button.disabled and dash.pause_button.disabled
+    dash.update(frame(items=99, taken_at=2.0))  # ignored once closed
+    assert "10 items" in dash.info.value
+
+
+def test_failure_is_red_with_the_message(dash: Dashboard) -> None:
+    dash.close(frame("failed", items=3, error="ValueError: row 3 <bad>", taken_at=1.0))
+    assert dash.bar.bar_style == "danger"
+    assert "ValueError: row 3 &lt;bad&gt;" in dash.info.value
+    assert "#c62828" in dash.info.value
+
+
+def test_buttons_call_back_and_pause_label_follows_status(dash: Dashboard) -> None:
+    dash.pause_button.click()
+    dash.stop_button.click()
+    assert dash.calls == ["p", "stop"]  # type: ignore[attr-defined]
+    dash.update(frame("paused", taken_at=1.0))
+    assert dash.pause_button.description == "Resume"
+    dash.update(frame("running", taken_at=2.0))
+    assert dash.pause_button.description == "Pause"
+
+
+def test_buffer_gauges_appear_once_and_update(dash: Dashboard) -> None:
+    buf = snap("buf", buffer_depth=5, buffer_capacity=10, buffer_high_water=8)
+    dash.update(frame(stages={"buf": buf}, taken_at=1.0))
+    assert len(dash.gauges.children) == 1
+    bar, text = dash._gauge_widgets["buf"]
+    assert bar.value == 0.5 and "5/10 · high-water 8" in text.value
+    buf2 = snap("buf", buffer_depth=10, buffer_capacity=10, buffer_high_water=10)
+    dash.update(frame(stages={"buf": buf2}, taken_at=2.0))
+    assert len(dash.gauges.children) == 1
+    assert bar.value == 1.0 and bar.bar_style == "danger"
+
+
+def test_plot_is_drawn_when_there_is_history_and_throttled(dash: Dashboard) -> None:
+    dash.update(frame(stages={"s": snap("s", items=0)}, taken_at=0.0))
+    dash.update(frame(stages={"s": snap("s", items=100)}, taken_at=0.25))
+    assert dash.plot.value == b""  # one rate point is not a plot yet
+    dash.update(frame(stages={"s": snap("s", items=300)}, taken_at=0.5))
+    png = bytes(dash.plot.value)
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+    assert dash.plot.layout.display == ""
+    dash.update(frame(stages={"s": snap("s", items=600)}, taken_at=0.75))
+    assert bytes(dash.plot.value) == png  # throttled: at most ~1 redraw per second
+    dash.update(frame(stages={"s": snap("s", items=900)}, taken_at=100.0))
+    assert bytes(dash.plot.value) != png
+    final = bytes(dash.plot.value)
+    dash.close(frame("done", stages={"s": snap("s", items=5000)}, taken_at=100.1))
+    assert bytes(dash.plot.value) != final  # the final state is always drawn
+
+
+def test_window_tail_table(dash: Dashboard) -> None:
+    tail = tuple((1_700_000_000.0 + i, {"id": i}) for i in range(8))
+    dash.update(frame(window_tail=tail, taken_at=1.0))
+    assert dash.window_table.value.count("<tr>") == 1 + 5  # header + show_window rows
+    assert ">7<" in dash.window_table.value and ">2<" not in dash.window_table.value
+
+
+def test_a_refresh_sends_few_messages_and_none_when_nothing_changed(dash: Dashboard) -> None:
+    stages = {"a": snap("a", items=1), "b": snap("b", items=1)}
+    dash.update(frame(items=1, elapsed=1.0, stages=stages, taken_at=0.0))
+    sends = count_sends(dash)
+    dash.update(frame(items=1, elapsed=1.0, stages=stages, taken_at=0.1))
+    assert sends["n"] == 0  # same values: traitlets sends nothing
+    stages2 = {"a": snap("a", items=5000), "b": snap("b", items=4000)}
+    dash.update(frame(items=5000, elapsed=1.0, total=10_000, stages=stages2, taken_at=0.2))
+    # hold_sync groups each widget's changes: bar, info, stage table (+ title/plot at most)
+    assert 1 <= sends["n"] <= 5
