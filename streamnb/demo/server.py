@@ -339,7 +339,7 @@ class DemoServer:
             await context.abort(fail, f"injected failure ({fail.name}) before the first event")
         if params.delay > 0:
             await asyncio.sleep(params.delay)
-        end = params.start + params.count if params.count else math.inf
+        end = params.count if params.count else math.inf
         step = (params.batch_size or 100) if method.endswith("Batched") else 1
         interval = step / params.rate if params.rate > 0 else 0.0
         seq = params.start
@@ -533,7 +533,7 @@ class DemoServer:
         try:
             async for data in requests:
                 item = await self._json_request(data, context, "Json/Aggregate", record.received)
-                value = item.get("value") if isinstance(item, dict) else item
+                value: Any = item.get("value") if isinstance(item, dict) else item
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     await context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT,

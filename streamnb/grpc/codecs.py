@@ -91,7 +91,7 @@ def _message_encoder(request_type: type[Message] | None) -> Callable[[Any], byte
         if isinstance(obj, Message):
             return obj.SerializeToString()
         if request_type is not None and isinstance(obj, Mapping):
-            return json_format.ParseDict(obj, request_type()).SerializeToString()
+            return json_format.ParseDict(dict(obj), request_type()).SerializeToString()
         expected = request_type.__name__ if request_type is not None else "a protobuf message"
         raise TypeError(f"expected {expected} (or a dict of its fields), got {type(obj).__name__}")
 
@@ -116,19 +116,26 @@ def protobuf_codec(
 def dict_message_codec(request_type: type[Message], response_type: type[Message]) -> Codec:
     """Dicts in, dicts out over protobuf messages (what reflection-based calls use).
 
-    Requests: dicts of fields (or messages); responses: ``json_format.MessageToDict`` with the
-    proto field names (``payload_size``, not ``payloadSize``). 64-bit integers come back as
+    Requests: dicts of fields (``None`` = empty message) or messages; responses:
+    ``json_format.MessageToDict`` with the proto field names (``payload_size``, not
+    ``payloadSize``) and fields at their default value included. 64-bit integers come back as
     strings, as protobuf's JSON mapping prescribes.
     """
     from_string = response_type.FromString
     to_dict = json_format.MessageToDict
+    encode_message = _message_encoder(request_type)
+
+    def encode(obj: Any) -> bytes:
+        return encode_message({} if obj is None else obj)
 
     def decode(data: bytes) -> Any:
-        return to_dict(from_string(data), preserving_proto_field_name=True)
+        return to_dict(
+            from_string(data),
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
 
-    return Codec(
-        f"dict:{response_type.DESCRIPTOR.full_name}", _message_encoder(request_type), decode
-    )
+    return Codec(f"dict:{response_type.DESCRIPTOR.full_name}", encode, decode)
 
 
 _JSON = json_codec()
