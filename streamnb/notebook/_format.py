@@ -36,6 +36,7 @@ __all__ = [
     "Throttle",
     "ThroughputHistory",
     "buffer_gauges",
+    "buffer_gauges_html",
     "check_transition",
     "format_bytes",
     "format_count",
@@ -340,6 +341,37 @@ def buffer_gauges(snapshots: Mapping[str, MetricsSnapshot]) -> list[BufferGauge]
             text += f" · dropped {format_count(snap.dropped)}"
         gauges.append(BufferGauge(snap.name, depth, cap, high, frac, text, style))
     return gauges
+
+
+_GAUGE_COLOUR = {"info": "#42a5f5", "warning": "#ffa726", "danger": "#ef5350", "": "#90a4ae"}
+
+
+def buffer_gauges_html(gauges: Sequence[BufferGauge], *, width: int = 200) -> str:
+    """The gauges as HTML bars (fill = depth, a dark tick = high-water); '' without buffers.
+
+    Plain HTML in one widget rather than a progress widget per buffer: one message per refresh
+    for all buffers, nothing to create when a buffer appears.
+    """
+    if not gauges:
+        return ""
+    out = ['<div class="streamnb-buffers" style="font-family:monospace;font-size:12px;">']
+    for g in gauges:
+        fill = round(g.fraction * width)
+        mark = round(min(1.0, g.high_water / g.capacity) * width) if g.capacity else 0
+        colour = _GAUGE_COLOUR[g.bar_style]
+        out.append(
+            '<div style="display:flex;align-items:center;gap:8px;margin:2px 0;">'
+            f'<span style="min-width:90px">{html.escape(g.name)}</span>'
+            f'<span style="position:relative;display:inline-block;width:{width}px;height:10px;'
+            'background:#eceff1;border-radius:2px;">'
+            f'<span style="position:absolute;left:0;top:0;height:10px;width:{fill}px;'
+            f'background:{colour};border-radius:2px;"></span>'
+            f'<span title="high-water" style="position:absolute;left:{max(0, mark - 2)}px;top:-2px;'
+            'width:2px;height:14px;background:#37474f;"></span></span>'
+            f"<span>{html.escape(g.text)}</span></div>"
+        )
+    out.append("</div>")
+    return "".join(out)
 
 
 # -- throughput history ------------------------------------------------------------------------

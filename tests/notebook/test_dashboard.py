@@ -43,8 +43,9 @@ def test_running_frame_fills_bar_text_and_stage_table(dash: Dashboard) -> None:
     assert dash.bar.value == 0.25
     assert dash.bar.bar_style == "info"
     assert "250/1,000 items" in dash.info.value and "ETA 0:06" in dash.info.value
-    assert "running" in dash.title.value
-    assert ">parse<" in dash.stages.value and ">125/s<" in dash.stages.value
+    assert ">running<" in dash.info.value
+    assert dash.bar.description == "etl"
+    assert ">parse<" in dash.body.value and ">125/s<" in dash.body.value
     assert not dash.stop_button.disabled
 
 
@@ -73,16 +74,17 @@ def test_buttons_call_back_and_pause_label_follows_status(dash: Dashboard) -> No
     assert dash.pause_button.description == "Pause"
 
 
-def test_buffer_gauges_appear_once_and_update(dash: Dashboard) -> None:
+def test_buffer_gauges_show_depth_and_high_water(dash: Dashboard) -> None:
     buf = snap("buf", buffer_depth=5, buffer_capacity=10, buffer_high_water=8)
     dash.update(frame(stages={"buf": buf}, taken_at=1.0))
-    assert len(dash.gauges.children) == 1
-    bar, text = dash._gauge_widgets["buf"]
-    assert bar.value == 0.5 and "5/10 · high-water 8" in text.value
+    body = dash.body.value
+    assert body.count('class="streamnb-buffers"') == 1
+    assert "5/10 · high-water 8" in body
+    assert "width:100px;background:#42a5f5" in body  # half of the 200 px gauge
+    assert "left:158px;top:-2px;width:2px" in body  # the high-water tick at 8/10
     buf2 = snap("buf", buffer_depth=10, buffer_capacity=10, buffer_high_water=10)
     dash.update(frame(stages={"buf": buf2}, taken_at=2.0))
-    assert len(dash.gauges.children) == 1
-    assert bar.value == 1.0 and bar.bar_style == "danger"
+    assert "width:200px;background:#ef5350" in dash.body.value  # full: red
 
 
 def test_plot_is_drawn_when_there_is_history_and_throttled(dash: Dashboard) -> None:
@@ -105,8 +107,9 @@ def test_plot_is_drawn_when_there_is_history_and_throttled(dash: Dashboard) -> N
 def test_window_tail_table(dash: Dashboard) -> None:
     tail = tuple((1_700_000_000.0 + i, {"id": i}) for i in range(8))
     dash.update(frame(window_tail=tail, taken_at=1.0))
-    assert dash.window_table.value.count("<tr>") == 1 + 5  # header + show_window rows
-    assert ">7<" in dash.window_table.value and ">2<" not in dash.window_table.value
+    table = dash.body.value[dash.body.value.index('class="streamnb-window"') :]
+    assert table.count("<tr>") == 1 + 5  # header + show_window rows
+    assert ">7<" in table and ">2<" not in table
 
 
 def test_a_refresh_sends_few_messages_and_none_when_nothing_changed(dash: Dashboard) -> None:
@@ -117,5 +120,5 @@ def test_a_refresh_sends_few_messages_and_none_when_nothing_changed(dash: Dashbo
     assert sends["n"] == 0  # same values: traitlets sends nothing
     stages2 = {"a": snap("a", items=5000), "b": snap("b", items=4000)}
     dash.update(frame(items=5000, elapsed=1.0, total=10_000, stages=stages2, taken_at=0.2))
-    # hold_sync groups each widget's changes: bar, info, stage table (+ title/plot at most)
+    # hold_sync groups each widget's changes: bar, info, body (+ plot image and its layout)
     assert 1 <= sends["n"] <= 5
