@@ -36,7 +36,7 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -70,6 +70,7 @@ class ServedCall:
     cancelled: bool = False
     finished: bool = False
     error: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def _serialize(message: Any) -> bytes:
@@ -164,8 +165,9 @@ class DemoServer:
     """The demo gRPC server as an async context manager (see the module docstring).
 
     ``port=0`` (the default) binds an ephemeral port; :attr:`address` is the ``host:port`` to
-    dial. ``token_delay`` slows ``Agent.Chat`` down (seconds between events) so a live view has
-    something to watch. ``grace`` is how long :meth:`stop` lets running calls finish.
+    dial. ``credentials`` (``grpc.ssl_server_credentials(...)``) serves TLS instead of
+    plaintext. ``token_delay`` slows ``Agent.Chat`` down (seconds between events) so a live
+    view has something to watch. ``grace`` is how long :meth:`stop` lets running calls finish.
     """
 
     def __init__(
@@ -177,12 +179,14 @@ class DemoServer:
         grace: float | None = 0.2,
         max_message_length: int = 4 * 1024 * 1024,
         history: int = 1000,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.token_delay = token_delay
         self.grace = grace
         self.max_message_length = max_message_length
+        self.credentials = credentials
         #: Calls handled so far, oldest first (bounded by ``history``).
         self.calls: deque[ServedCall] = deque(maxlen=history)
         self._server: grpc.aio.Server | None = None
@@ -217,7 +221,11 @@ class DemoServer:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = (*SERVICE_NAMES, reflection.SERVICE_NAME, "grpc.health.v1.Health")
         reflection.enable_server_reflection(names, server)
-        port = server.add_insecure_port(f"{self.host}:{self.port}")
+        bind = f"{self.host}:{self.port}"
+        if self.credentials is not None:
+            port = server.add_secure_port(bind, self.credentials)
+        else:
+            port = server.add_insecure_port(bind)
         if port == 0:
             raise OSError(f"DemoServer could not bind {self.host}:{self.port}")
         await server.start()
@@ -257,6 +265,9 @@ class DemoServer:
 
     def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> ServedCall:
         record = ServedCall(method)
+        for key, value in context.invocation_metadata() or ():
+            if not key.endswith("-bin") and not key.startswith(":"):
+                record.metadata[key] = value
         self.calls.append(record)
 
         def done(ctx: Any) -> None:
@@ -475,6 +486,9 @@ class DemoServer:
         req = await self._json_request(data, context, "Json/Get")
         if not isinstance(req, dict):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Json/Get expects an object")
+        delay = float(req.get("delay", 0))
+        if delay > 0:
+            await asyncio.sleep(delay)
         code = _CODES.get(int(req.get("fail_code", 0)))
         if code is not None and code is not grpc.StatusCode.OK:
             await context.abort(code, f"injected failure ({code.name})")
