@@ -122,3 +122,44 @@ async def assert_no_tasks_left() -> None:
     await settle(5)
     others = asyncio.all_tasks() - {asyncio.current_task()}
     assert not others, f"tasks left behind: {others}"
+
+
+class Resource:
+    """An async iterator that stands for a real resource (an open call, a socket).
+
+    Unlike a generator it is "open" from construction: ``opened`` and ``closed`` count across
+    all instances made by one factory, so a test can check that everything opened was closed.
+    ``limit=None`` makes it endless.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.opened = 0
+        self.closed = 0
+        self.pulled = 0
+
+    def __call__(self) -> _ResourceIter:
+        self.opened += 1
+        return _ResourceIter(self)
+
+
+class _ResourceIter:
+    def __init__(self, owner: Resource) -> None:
+        self._owner = owner
+        self._i = 0
+        self._closed = False
+
+    def __aiter__(self) -> _ResourceIter:
+        return self
+
+    async def __anext__(self) -> int:
+        if self._closed or (self._owner.limit is not None and self._i >= self._owner.limit):
+            raise StopAsyncIteration
+        self._i += 1
+        self._owner.pulled += 1
+        return self._i - 1
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._owner.closed += 1
