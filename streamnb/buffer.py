@@ -103,6 +103,7 @@ class _Channel(Generic[T]):
         self._getter: asyncio.Future[None] | None = None
         self._putters: deque[asyncio.Future[None]] = deque()
         self._open_producers = 0
+        self._waiting = 0  # producers parked in _make_room
         self._error: BaseException | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -138,12 +139,22 @@ class _Channel(Generic[T]):
                 "policy is 'error': the consumer is slower than the producer. Use "
                 "overflow='block' for backpressure or a drop policy to shed load."
             )
+        # block: wait in line. A producer that arrives while others wait parks behind them
+        # even if there is room, and a woken producer keeps its place at the head, so
+        # several producers (a merge) share the buffer fairly instead of the fastest one
+        # refilling every slot the consumer frees.
         loop = asyncio.get_running_loop()
         t0 = time.monotonic()
+        self._waiting += 1
+        first = True
         try:
-            while len(q) >= stats.capacity:
+            while first or len(q) >= stats.capacity:
                 fut = loop.create_future()
-                self._putters.append(fut)
+                if first:
+                    self._putters.append(fut)
+                else:
+                    self._putters.appendleft(fut)
+                first = False
                 if self._put_timeout is None:
                     await fut
                 else:
@@ -156,6 +167,7 @@ class _Channel(Generic[T]):
                             "(put_timeout): the consumer stopped taking items."
                         ) from None
         finally:
+            self._waiting -= 1
             stats.blocked_seconds += time.monotonic() - t0
         return True
 
@@ -165,7 +177,7 @@ class _Channel(Generic[T]):
         cap = stats.capacity
         try:
             async for item in src:
-                if len(q) >= cap and not await self._make_room():
+                if (len(q) >= cap or self._waiting) and not await self._make_room():
                     continue
                 q.append(item)
                 n = len(q)

@@ -99,6 +99,21 @@ async def _from_sync(it: Iterator[T]) -> AsyncGenerator[T, None]:
             close()
 
 
+async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]:
+    obj = factory()
+    if not hasattr(obj, "__aiter__") and not hasattr(obj, "__iter__"):
+        raise TypeError(
+            f"Stream(factory): the factory returned {type(obj).__name__}, "
+            "not an iterable or async iterable"
+        )
+    it = _aiter_any(obj)
+    try:
+        async for x in it:
+            yield x
+    finally:
+        await _aclose(it)
+
+
 def _aiter_any(obj: Any) -> AsyncIterator[Any]:
     """An async iterator over any sync or async iterable (a Stream included)."""
     if hasattr(obj, "__aiter__"):
@@ -144,15 +159,8 @@ class _Source:
                 )
             self._consumed = True
         if kind == "factory":
-            obj = obj()
-            if hasattr(obj, "__aiter__"):
-                return obj.__aiter__(), False
-            if hasattr(obj, "__iter__"):
-                return iter(obj), True
-            raise TypeError(
-                f"Stream(factory): the factory returned {type(obj).__name__}, "
-                "not an iterable or async iterable"
-            )
+            # opened on the first pull, so a run that never starts opens nothing
+            return _open_factory(obj), False
         if kind.startswith("async"):
             return obj.__aiter__(), False
         return iter(obj), True
@@ -168,6 +176,7 @@ class _Run:
     dead_letters: dict[str, DeadLetter[Any]] = field(default_factory=dict)
     windows: dict[str, Window] = field(default_factory=dict)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    roots: list[Any] = field(default_factory=list)  # source iterators, closed at the end
 
     def unique(self, table: dict[str, Any], name: str, what: str) -> str:
         if name in table:
@@ -224,9 +233,14 @@ class Iteration(Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         it, self._it = self._it, None
-        aclose = getattr(it, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await _aclose(it)
+        # a generator that never started does not run its cleanup when closed: close the
+        # sources themselves too (closing a finished generator is a no-op)
+        for root in self._state.roots:
+            await _aclose(root)
+            close = getattr(root, "close", None)
+            if close is not None and not inspect.iscoroutinefunction(close):
+                close()
 
     @property
     def meters(self) -> dict[str, Meter]:
@@ -711,6 +725,7 @@ class Stream(Generic[T]):
     def _build(self, run: _Run) -> AsyncIterator[T]:
         source, ops = self._chain()
         cur, is_sync = source.open()
+        run.roots.append(cur)
         link = _Link()
         frags: list[Fragment] = []
         for op in ops:
