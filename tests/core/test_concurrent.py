@@ -1,0 +1,182 @@
+"""``map(concurrency=N)``: the bound on calls in flight, ordering, bounded memory, failures,
+and leak-free shutdown of every task-based stage (buffer, concurrent map, merge, timed batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from streamnb import Stream
+
+from ._support import Endless, Tracked, assert_no_tasks_left, settle
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_never_more_than_n_calls_in_flight(n: int, ordered: bool) -> None:
+    in_flight = peak = 0
+
+    async def fn(x: int) -> int:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        for _ in range(x % 4):
+            await asyncio.sleep(0)
+        in_flight -= 1
+        return x
+
+    got = await Stream(range(100)).map(fn, concurrency=n, ordered=ordered).collect()
+    assert (got if ordered else sorted(got)) == list(range(100))
+    assert peak <= n
+    assert peak == n or n == 1
+
+
+async def test_stage_reports_max_in_flight() -> None:
+    async def fn(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    s = Stream(range(20)).map(fn, concurrency=3, name="cm")
+    async with s.open() as it:
+        _ = [x async for x in it]
+        pool = it.stages["cm"]["pool"]
+    assert pool.max_in_flight == 3
+
+
+async def test_ordered_mode_keeps_a_bounded_buffer_of_results() -> None:
+    n = 3
+    src = Tracked(range(100))
+    release = asyncio.Event()
+
+    async def fn(x: int) -> int:
+        if x == 0:
+            await release.wait()  # the head of the line is slow; everyone else is fast
+        return x
+
+    async def consume() -> list[int]:
+        return await Stream(src).map(fn, concurrency=n).collect()
+
+    task = asyncio.create_task(consume())
+    await settle(200)
+    assert not task.done()
+    # while item 0 is stuck, at most 2*N items were pulled (finished results wait, bounded)
+    assert src.pulled <= 2 * n
+    release.set()
+    assert await task == list(range(100))
+
+
+async def test_ordered_failure_raised_after_earlier_results() -> None:
+    async def fn(x: int) -> int:
+        await asyncio.sleep(0)
+        if x == 5:
+            raise ArithmeticError("five")
+        return x
+
+    got: list[int] = []
+    with pytest.raises(ArithmeticError, match="five"):
+        async with Stream(range(50)).map(fn, concurrency=4).open() as it:
+            async for y in it:
+                got.append(y)
+    assert got == [0, 1, 2, 3, 4]
+    await assert_no_tasks_left()
+
+
+async def test_upstream_failure_reaches_consumer() -> None:
+    src = Tracked(range(10), fail_at=3, exc=BrokenPipeError("up"))
+
+    async def fn(x: int) -> int:
+        return x
+
+    with pytest.raises(BrokenPipeError):
+        await Stream(src).map(fn, concurrency=3).collect()
+    assert src.finalized == 1
+    await assert_no_tasks_left()
+
+
+async def test_executor_concurrency_bound() -> None:
+    import threading
+
+    lock = threading.Lock()
+    state = {"in": 0, "peak": 0}
+    gate = threading.Barrier(3, timeout=30)
+
+    def work(x: int) -> int:
+        with lock:
+            state["in"] += 1
+            state["peak"] = max(state["peak"], state["in"])
+        if x < 3:
+            gate.wait()  # the first three calls provably overlap
+        with lock:
+            state["in"] -= 1
+        return -x
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = await Stream(range(30)).map(work, executor=pool, concurrency=3).collect()
+    assert got == [-x for x in range(30)]
+    assert state["peak"] == 3
+
+
+# -- leaks on cancellation -----------------------------------------------------------------------
+async def _async_id(x: int) -> int:
+    await asyncio.sleep(0)
+    return x
+
+
+async def _mk_stage_slow(x: int) -> int:
+    await asyncio.Event().wait()  # never returns: calls stay in flight
+    return x
+
+
+STAGES: dict[str, Callable[[Stream[int]], Stream[Any]]] = {
+    "buffer": lambda s: s.buffer(4),
+    "concurrent_map": lambda s: s.map(_async_id, concurrency=4),
+    "concurrent_map_stuck_calls": lambda s: s.map(_mk_stage_slow, concurrency=4),
+    "merge": lambda s: s.merge(Stream(Endless(park_after=3))),
+    "timed_batch": lambda s: s.batch(100, within=60.0),
+    "all_together": lambda s: s.buffer(2).map(_async_id, concurrency=3).batch(5, within=60.0),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+async def test_cancelling_a_consumer_leaves_no_tasks_and_closes_sources(stage: str) -> None:
+    src = Endless(park_after=10)
+    s = STAGES[stage](Stream(src))
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async with s.open() as it:
+            started.set()
+            async for _ in it:
+                pass
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    if stage != "concurrent_map_stuck_calls":
+        await src.parked.wait()  # the whole pipeline is now waiting on the source
+    await settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert src.finalized == 1
+    await assert_no_tasks_left()
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+async def test_break_leaves_no_tasks_and_closes_sources(stage: str) -> None:
+    src = Endless()
+    s = STAGES[stage](Stream(src))
+    async with s.open() as it:
+        if stage == "concurrent_map_stuck_calls":
+            pass  # it never yields: opening and closing must still be clean
+        else:
+            async for _ in it:
+                break
+    assert src.finalized in (0, 1)  # not started at all is fine...
+    if stage != "concurrent_map_stuck_calls":
+        assert src.finalized == 1  # ...but a started source must be closed
+    await assert_no_tasks_left()
