@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 
 import pytest
 
@@ -63,7 +63,7 @@ async def test_drop_newest_keeps_the_oldest() -> None:
 
 async def test_overflow_error_raises_after_accepted_items() -> None:
     got: list[int] = []
-    with pytest.raises(BufferOverflowError, match="'b'.*full") as info:
+    with pytest.raises(BufferOverflowError, match=r"'b'.*full") as info:
         async with Stream(range(100)).buffer(4, "error", name="b").open() as it:
             async for x in it:
                 got.append(x)
@@ -88,7 +88,7 @@ async def test_put_timeout_raises_buffer_timeout_error() -> None:
 
 
 async def test_none_items_and_falsy_items_pass_through() -> None:
-    items = [None, 0, "", None, [], False]
+    items: list[object] = [None, 0, "", None, [], False]
     assert await Stream(items).buffer(2).collect() == items
 
 
@@ -147,7 +147,7 @@ async def test_cancelling_consumer_of_full_buffer_stops_everything() -> None:
 
 
 async def test_buffer_producer_error_with_sync_source_annotated() -> None:
-    def gen() -> object:
+    def gen() -> Iterator[int]:
         yield 1
         raise IndexError("sync source failed")
 

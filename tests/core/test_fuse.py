@@ -4,7 +4,7 @@ same values, per-run state, exceptions unchanged with a note naming the stage an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -18,7 +18,7 @@ def _notes(exc: BaseException) -> list[str]:
     return [n for n in getattr(exc, "__notes__", []) if n.startswith("streamnb:")]
 
 
-def _boom_at(k: int) -> object:
+def _boom_at(k: int) -> Callable[[int], int]:
     def boom(x: int) -> int:
         if x == k:
             raise ValueError(f"bad {x}")
@@ -29,7 +29,7 @@ def _boom_at(k: int) -> object:
 
 async def test_error_note_names_stage_and_index_at_source_position() -> None:
     with pytest.raises(ValueError, match="bad 6") as info:
-        await Stream(range(10)).map(lambda x: x).map(_boom_at(6)).collect()  # type: ignore[arg-type]
+        await Stream(range(10)).map(lambda x: x).map(_boom_at(6)).collect()
     notes = _notes(info.value)
     assert len(notes) == 1
     assert "map(" in notes[0] and "boom" in notes[0] and "item #6" in notes[0]
@@ -70,7 +70,7 @@ async def test_filter_predicate_error_named() -> None:
 
 
 async def test_note_added_once_across_several_fused_runs() -> None:
-    s = Stream(range(10)).map(_boom_at(4)).buffer(2).map(lambda x: x).batch(3)  # type: ignore[arg-type]
+    s = Stream(range(10)).map(_boom_at(4)).buffer(2).map(lambda x: x).batch(3)
     with pytest.raises(ValueError) as info:
         await s.collect()
     assert len(_notes(info.value)) == 1
@@ -131,7 +131,7 @@ async def test_same_shape_different_functions_do_not_collide() -> None:
 
 
 async def test_generated_code_is_cached_per_shape() -> None:
-    def chain(k: int) -> Stream[int]:
+    def chain(k: int) -> Stream[list[int]]:
         return Stream(range(5)).map(lambda x: x + k).filter(lambda x: x > k).batch(2)
 
     await chain(1).collect()
@@ -166,7 +166,7 @@ async def test_take_while_stops_fused_run_and_closes_sync_source() -> None:
 
 
 async def test_skip_policy_in_fused_chain_counts_index_per_stage() -> None:
-    s = Stream(range(10)).filter(lambda x: x != 1).map(_boom_at(5), on_error="skip", name="b")  # type: ignore[arg-type]
+    s = Stream(range(10)).filter(lambda x: x != 1).map(_boom_at(5), on_error="skip", name="b")
     async with s.open() as it:
         got = [x async for x in it]
         entry = it.dead_letters["b"].entries[0]

@@ -26,6 +26,11 @@ from ._support import Endless, Resource, SyncTracked, Tracked, assert_no_tasks_l
 NO_WAIT = RetryPolicy(max_attempts=3, initial=0.0, max_delay=0.0)
 
 
+def _state(cb: CircuitBreaker) -> str:
+    """The breaker's state as a plain str (so checks after transitions type-check)."""
+    return cb.state
+
+
 async def _agen(items: list[int]) -> AsyncGenerator[int, None]:
     for x in items:
         yield x
@@ -170,7 +175,10 @@ async def test_map_on_error_skip_dead_letter_per_run() -> None:
         dl = it.dead_letters["parse"]
     assert got == [1, 3]
     assert dl.count == 2
-    assert [(e.stage, e.index, e.item) for e in dl.entries] == [("parse", 1, "x"), ("parse", 3, "y")]
+    assert [(e.stage, e.index, e.item) for e in dl.entries] == [
+        ("parse", 1, "x"),
+        ("parse", 3, "y"),
+    ]
     # a second run gets a fresh dead-letter sink
     async with s.open() as it2:
         _ = [v async for v in it2]
@@ -187,7 +195,9 @@ async def test_map_on_error_skip_concurrent_async() -> None:
             raise ValueError(x)
         return x
 
-    got = await Stream(range(20)).map(half, concurrency=4, on_error="skip", dead_letter=dl).collect()
+    got = (
+        await Stream(range(20)).map(half, concurrency=4, on_error="skip", dead_letter=dl).collect()
+    )
     assert got == list(range(0, 20, 2))
     assert dl.count == 10
     assert sorted(e.item for e in dl.entries) == list(range(1, 20, 2))
@@ -241,7 +251,7 @@ async def test_map_with_breaker_fails_fast_once_open() -> None:
     got = await Stream(range(6)).map(down, on_error="skip", dead_letter=dl, breaker=cb).collect()
     assert got == []
     assert calls == 2  # then the breaker refused the remaining calls
-    assert cb.state == "open"
+    assert _state(cb) == "open"
     kinds = [type(e.error) for e in dl.entries]
     assert kinds == [ConnectionError] * 2 + [CircuitOpenError] * 4
 
@@ -250,7 +260,7 @@ async def test_map_with_breaker_fails_fast_once_open() -> None:
 
     now[0] = 11.0  # past the reset timeout: one trial passes and closes it
     assert await Stream([1, 2]).map(up, breaker=cb).collect() == [1, 2]
-    assert cb.state == "closed"
+    assert _state(cb) == "closed"
 
 
 # -- filter, flat_map, tap, enumerate, scan ------------------------------------------------------
@@ -311,7 +321,8 @@ async def test_enumerate_and_scan() -> None:
     assert await Stream("ab").enumerate(10).collect() == [(10, "a"), (11, "b")]
     assert await Stream([1, 2, 3]).scan(lambda a, x: a + x, 100).collect() == [101, 103, 106]
     assert await Stream([]).scan(lambda a, x: a + x, 0).collect() == []
-    s = Stream([1, 2]).scan(lambda a, x: [*a, x], [])
+    empty: list[int] = []
+    s = Stream([1, 2]).scan(lambda a, x: [*a, x], empty)
     assert await s.collect() == [[1], [1, 2]]
     assert await s.collect() == [[1], [1, 2]]  # no state carried between runs
 
@@ -481,7 +492,8 @@ async def test_first_pulls_one_and_empty_raises() -> None:
     assert src.pulled == 1 and src.finalized == 1
     with pytest.raises(EmptyStreamError, match="first"):
         await Stream([]).first()
-    assert await Stream([None]).first() is None
+    maybe: list[int | None] = [None, 1]
+    assert await Stream(maybe).first() is None
 
 
 async def test_count_and_reduce() -> None:
@@ -538,7 +550,6 @@ async def test_open_closes_upstream_on_break() -> None:
         async for x in it:
             if x == 2:
                 break
-        assert src.finalized == 0 or src.finalized == 1
     assert src.finalized == 1  # deterministic: closed by the end of the async with
     await assert_no_tasks_left()
 
