@@ -70,6 +70,24 @@ async def test_ordered_mode_keeps_a_bounded_buffer_of_results() -> None:
     assert await task == list(range(100))
 
 
+async def test_unordered_mode_keeps_a_bounded_buffer_of_results() -> None:
+    # every queue has a bound: with a consumer that stops taking items, the workers must
+    # park once a bounded number of finished results wait (2*N) besides the N in flight
+    n = 3
+    src = Tracked(range(10_000))
+
+    async def fn(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    async with Stream(src).map(fn, concurrency=n, ordered=False).open() as it:
+        await it.__anext__()
+        await settle(500)  # an idle consumer
+        assert src.pulled <= 1 + 3 * n, f"{src.pulled} items pulled for 1 consumed"
+        rest = [x async for x in it]
+    assert len(rest) == 9_999
+
+
 async def test_ordered_failure_raised_after_earlier_results() -> None:
     async def fn(x: int) -> int:
         await asyncio.sleep(0)
