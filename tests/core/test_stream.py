@@ -630,3 +630,22 @@ def test_bad_arguments_are_clear_value_errors(make: object, method: str) -> None
 def test_bad_recovery_arguments(make: object, what: str) -> None:
     with pytest.raises(ValueError, match=what):
         make()  # type: ignore[operator]
+
+
+async def test_bad_terminal_arguments_name_the_method() -> None:
+    with pytest.raises(ValueError, match=r"collect\(limit=-1\)"):
+        await Stream([1]).collect(limit=-1)
+    with pytest.raises(ValueError, match="for_each"):
+        await Stream([1]).for_each(print, concurrency=0)
+    with pytest.raises(ValueError, match="for_each"):
+        await Stream([1]).for_each(print, on_error="bad")  # type: ignore[arg-type]
+
+
+def test_bad_definition_arguments_fail_at_definition_naming_the_method() -> None:
+    # caught where the pipeline is written, not later when it runs
+    with pytest.raises(ValueError, match="merge"):
+        Stream([1]).merge(Stream([2]), buffer=0)
+    with pytest.raises((TypeError, ValueError), match="take"):
+        Stream([1, 2, 3]).take(2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="CircuitBreaker"):
+        CircuitBreaker(reset_timeout=-1.0)
