@@ -649,3 +649,23 @@ def test_bad_definition_arguments_fail_at_definition_naming_the_method() -> None
         Stream([1, 2, 3]).take(2.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="CircuitBreaker"):
         CircuitBreaker(reset_timeout=-1.0)
+
+
+async def test_zip_failure_closes_every_input() -> None:
+    a = Tracked(range(10))
+    bad = Tracked(range(10), fail_at=2, exc=ConnectionResetError("gone"))
+    got: list[tuple[int, ...]] = []
+    with pytest.raises(ConnectionResetError):
+        async with Stream(a).zip(Stream(bad)).open() as it:
+            async for row in it:
+                got.append(row)
+    assert got == [(0, 0), (1, 1)]
+    assert a.finalized == bad.finalized == 1
+
+
+async def test_to_pandas_takes_the_first_items_and_closes() -> None:
+    src = Tracked([{"a": i, "b": {"c": -i}} for i in range(100)])
+    frame = await Stream(src).to_pandas(limit=3)
+    assert list(frame["a"]) == [0, 1, 2]
+    assert list(frame["b.c"]) == [0, -1, -2]
+    assert src.pulled == 3 and src.finalized == 1
