@@ -447,14 +447,17 @@ async def test_merge_is_fair_to_a_slow_starter() -> None:
 
 async def test_merge_failure_closes_every_opened_source() -> None:
     # a source that is a resource (an open call) must be closed even when the merge fails
-    # before its producer task got to run
-    bad = Tracked(range(3), fail_at=2, exc=ConnectionAbortedError("x"))
-    res = Resource(limit=None)
-    with pytest.raises(ConnectionAbortedError):
-        await Stream(bad).merge(Stream(res)).collect(limit=None)
-    assert res.opened == 1
-    assert res.closed == 1
-    await assert_no_tasks_left()
+    # before its producer task got to run; a factory may instead never be opened at all
+    for direct in (False, True):
+        bad = Tracked(range(3), fail_at=2, exc=ConnectionAbortedError("x"))
+        res = Resource(limit=None)
+        other = Stream(res()) if direct else Stream(res)
+        with pytest.raises(ConnectionAbortedError):
+            await Stream(bad).merge(other).collect(limit=None)
+        assert res.opened == res.closed
+        if direct:
+            assert res.opened == 1
+        await assert_no_tasks_left()
 
 
 async def test_zip_until_shortest_and_closes_all() -> None:
