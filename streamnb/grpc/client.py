@@ -697,14 +697,23 @@ class GrpcClient:
             timeout=t, metadata=md, wait_for_ready=wait_for_ready
         )
         self._live.add(call)
+        sender = asyncio.get_running_loop().create_task(
+            self._send_all(call, requests, c, path, stats), name=f"streamnb.grpc.send {path}"
+        )
         try:
             try:
-                await self._send_all(call, requests, c, path, stats)
-                raw = await call
+                raw = await call  # completes on the response, an error or the deadline
             except grpc.aio.AioRpcError as exc:
+                err = _sender_error(sender)
+                if err is not None:
+                    raise err from None
                 raise self._rpc_error(path, exc, stats) from exc
             except asyncio.CancelledError:
                 if not _task_is_cancelling() and call.cancelled():
+                    await asyncio.wait([sender])
+                    err = _sender_error(sender)
+                    if err is not None:
+                        raise err from None
                     raise self._local_cancel_error(path, stats) from None
                 raise
             stats.received, stats.bytes_received = 1, len(raw)
@@ -719,6 +728,7 @@ class GrpcClient:
             raise
         finally:
             self._live.discard(call)
+            await _stop(sender)
         self._finished(stats, "OK")
         return response
 
@@ -856,7 +866,7 @@ class GrpcClient:
                     stats.received = index
                     yield item
             except grpc.aio.AioRpcError as exc:
-                err = sender_error()
+                err = _sender_error(sender)
                 if err is not None:
                     raise err from None
                 raise self._rpc_error(path, exc, stats) from exc
@@ -864,12 +874,12 @@ class GrpcClient:
                 if not _task_is_cancelling() and call.cancelled():
                     if not sender.done():
                         await asyncio.wait([sender])
-                    err = sender_error()
+                    err = _sender_error(sender)
                     if err is not None:
                         raise err from None
                     raise self._local_cancel_error(path, stats) from None
                 raise
-            err = sender_error()
+            err = _sender_error(sender)
             if err is not None:
                 raise err
         except BaseException as exc:
@@ -886,13 +896,7 @@ class GrpcClient:
         finally:
             call.cancel()
             live.discard(call)
-            if not sender.done():
-                sender.cancel()
-            try:
-                await asyncio.wait([sender])
-            finally:
-                if not sender.cancelled():
-                    sender.exception()  # retrieved: never "exception was never retrieved"
+            await _stop(sender)
 
     # -- reflection -----------------------------------------------------------------------------
 
@@ -954,6 +958,22 @@ def _retryable_rpc(exc: BaseException) -> bool:
     if isinstance(exc, RpcError):
         return exc.code is not None and exc.code.name in RETRYABLE_CODES
     return False
+
+
+def _sender_error(sender: asyncio.Task[None]) -> BaseException | None:
+    """The exception the request sender ended with (None if it is running or succeeded)."""
+    if sender.done() and not sender.cancelled():
+        return sender.exception()
+    return None
+
+
+async def _stop(sender: asyncio.Task[None]) -> None:
+    """Cancel the request sender if still running and wait for it (its error is retrieved)."""
+    if not sender.done():
+        sender.cancel()
+    await asyncio.wait([sender])
+    if not sender.cancelled():
+        sender.exception()  # mark retrieved: no "exception was never retrieved" warnings
 
 
 def _box(item: Any) -> tuple[Any]:

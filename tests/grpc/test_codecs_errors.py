@@ -102,7 +102,7 @@ def test_method_path_normalisation() -> None:
     assert _method_path("/pkg.Svc/M") == "/pkg.Svc/M"
     assert _method_path("pkg.Svc.M") == "/pkg.Svc/M"
     for bad in ("", "M", "/pkg.Svc/", "a/b/c"):
-        with pytest.raises(ValueError, match="package.Service/Method"):
+        with pytest.raises(ValueError, match=r"package\.Service/Method"):
             _method_path(bad)
 
 
