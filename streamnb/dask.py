@@ -1,0 +1,467 @@
+"""Send a CPU-heavy stage to a Dask distributed cluster, keeping the same pipeline.
+
+A stage whose work outgrows the notebook's machine does not need a new pipeline: give its
+``map`` a :class:`DaskExecutor` and the calls run as Dask tasks on the cluster's worker
+processes, while everything else (ordering, backpressure, error policies, metrics) stays the
+Stream's business::
+
+    from distributed import Client, LocalCluster
+    from streamnb import Stream
+    from streamnb.dask import DaskExecutor
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
+    client = Client(cluster)
+    with DaskExecutor(client, scatter={"model": big_model}) as ex:
+        scores = await (
+            Stream(rows)
+            .map(score, executor=ex, concurrency=8)     # score(row, *, model) on the cluster
+            .collect(limit=None)
+        )
+        print(ex.info())   # dask: 0 in flight (max 8), 400 done ... http://127.0.0.1:.../status
+
+What it adds over ``client.get_executor()`` (which also works with ``map(executor=...)``):
+
+* **Every call is a new task** (``pure=False``). ``get_executor()`` submits with Dask's
+  default ``pure=True``: equal items share one task key, so ``on_error="retry"`` gets the
+  cached failure back instead of running the call again.
+* **Cancellation never blocks the event loop.** When the consumer breaks, is cancelled or
+  the run stops, the stage cancels its in-flight calls and this executor cancels their Dask
+  futures asynchronously on the client's own loop; the scheduler releases them.
+* **The remote traceback, and nothing that pins the task.** The exception re-raised locally
+  is the worker's exception object with the worker's frames (then the stage adds its note:
+  stage name and item index). Frames of the local waiting machinery are cut off, so a kept
+  exception (a dead letter, ``sys.last_value`` in a notebook) does not keep the failed task
+  alive on the scheduler.
+* **Scatter once.** ``scatter={"model": obj}`` ships ``obj`` to every worker once, at
+  construction, and passes it to each call as the keyword ``model=``. It helps when a large
+  constant argument (a model, a lookup table, more than ~1 MB) would otherwise be pickled
+  into every task - Dask warns "Large object ... detected in task graph" when that happens.
+  It does not help for the items themselves: each item is sent to the cluster exactly once
+  anyway, so scattering it first only adds a round trip. For many small items, batch them
+  (``.batch(64).map(score_many, executor=ex)``): a Dask task costs around a millisecond of
+  scheduling, so tasks of less than ~10 ms waste a good part of the cluster.
+* **Live figures**: :meth:`DaskExecutor.info` returns a :class:`DaskStageInfo` (futures in
+  flight on the cluster, the highest number seen, counts, the dashboard link), and
+  :func:`stage_infos` lists those of every open executor for a dashboard.
+
+Backpressure reaches the cluster through the stage: ``map(concurrency=N)`` never has more
+than N calls outstanding, so never more than N of its futures exist. A Dask task that
+already runs on a worker cannot be interrupted (Python threads cannot be killed): after a
+cancellation the scheduler forgets it at once, but the worker finishes the current call.
+
+The client may be synchronous (``Client(cluster)``, the usual case in a notebook; Dask runs
+it on its own thread) or asynchronous (``await Client(cluster, asynchronous=True)`` on the
+running loop; then pass ``scatter`` values that you scattered yourself with
+``await client.scatter(obj, broadcast=True)``).
+
+``import streamnb`` never imports this module or ``distributed``; install the extra with
+``pip install streamnb[dask]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import inspect
+import os
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+import distributed
+import structlog
+from distributed import Client
+from distributed import Future as DaskFuture
+
+from .errors import StreamnbError
+
+__all__ = ["DaskExecutor", "DaskStageError", "DaskStageInfo", "stage_infos"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_log = structlog.get_logger("streamnb.dask")
+
+#: Keyword names that ``Client.submit`` keeps for itself: a scattered keyword cannot use them.
+_RESERVED = frozenset(inspect.signature(Client.submit).parameters) - {"self", "func", "args"}
+#: Frames from here are the local waiting machinery, not the remote call.
+_DISTRIBUTED_DIR = os.path.dirname(os.path.abspath(distributed.__file__)) + os.sep
+_THIS_FILE = os.path.abspath(__file__)
+
+_live: weakref.WeakSet[DaskExecutor] = weakref.WeakSet()
+
+
+class DaskStageError(StreamnbError):
+    """A :class:`DaskExecutor` was misused: used after shutdown, or given a ``scatter``
+    keyword the function does not accept or Dask reserves."""
+
+
+@dataclass(frozen=True, slots=True)
+class DaskStageInfo:
+    """A snapshot of one :class:`DaskExecutor`, for a dashboard or a print.
+
+    ``in_flight`` counts the Dask futures this executor holds right now (submitted, not yet
+    settled or released); ``max_in_flight`` is the highest that figure has been. With one
+    executor per stage it never exceeds the stage's ``concurrency``. ``dashboard_link`` is
+    the cluster's dashboard URL (None when the scheduler serves none).
+    """
+
+    name: str
+    in_flight: int
+    max_in_flight: int
+    submitted: int
+    completed: int
+    failed: int
+    cancelled: int
+    scattered: tuple[str, ...]
+    dashboard_link: str | None
+    closed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict (for JSON, a log line, or a DataFrame row)."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        link = f" · {self.dashboard_link}" if self.dashboard_link else ""
+        return (
+            f"{self.name}: {self.in_flight} in flight (max {self.max_in_flight}), "
+            f"{self.completed} done, {self.failed} failed, {self.cancelled} cancelled{link}"
+        )
+
+
+class DaskExecutor(cf.Executor):
+    """A ``concurrent.futures.Executor`` that runs every call as a Dask task.
+
+    Pass it to a stage: ``stream.map(fn, executor=DaskExecutor(client), concurrency=N)``.
+    The stage's ``concurrency`` is the number of tasks it keeps on the cluster; choose a few
+    per worker thread (e.g. ``2 * total_threads``) so that workers never wait for the next
+    task while a result travels back. ``ordered``, ``on_error``, ``dead_letter`` and
+    ``retry`` work as for any stage.
+
+    ``scatter``: keyword arguments sent to every worker once, now, and passed to every call
+    (``fn(item, **scatter)``); values that are already Dask futures are passed as they are
+    (and not released by this executor). ``name`` labels :meth:`info` and log lines.
+
+    Close it when done (``with``/``async with``, :meth:`shutdown` or :meth:`aclose`): that
+    cancels what is still in flight and releases the scattered data.
+
+    Example::
+
+        with DaskExecutor(client, scatter={"weights": w}) as ex:
+            out = await Stream(xs).map(predict, executor=ex, concurrency=4).collect()
+    """
+
+    def __init__(
+        self, client: Client, *, scatter: Mapping[str, Any] | None = None, name: str = "dask"
+    ) -> None:
+        if not isinstance(client, Client):
+            raise TypeError(
+                f"DaskExecutor(client): expected a distributed.Client, got {type(client).__name__}"
+            )
+        self.name = name
+        self._client = client
+        self._c: Any = client  # distributed's partial annotations: treat it as untyped here
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        # key -> (the Dask future, the local future handed out for it)
+        self._outstanding: dict[Any, tuple[DaskFuture[Any], cf.Future[Any]]] = {}
+        self._submitted = 0
+        self._completed = 0
+        self._failed = 0
+        self._cancelled = 0
+        self._max_in_flight = 0
+        self._idle_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._closed = False
+        self._checked: Callable[..., Any] | None = None
+        self._scattered: dict[str, DaskFuture[Any]] = {}
+        self._owned: list[DaskFuture[Any]] = []
+        try:
+            for kw, value in (scatter or {}).items():
+                self._scattered[kw] = self._scatter_one(kw, value)
+        except BaseException:
+            self._release_scattered()
+            raise
+        self.dashboard_link = _dashboard_link(client)
+        _live.add(self)
+        _log.info(
+            "streamnb.dask.open",
+            executor=name,
+            scheduler=client.scheduler.address if client.scheduler is not None else None,
+            scattered=sorted(self._scattered),
+        )
+
+    # -- construction helpers -----------------------------------------------------------------
+    def _scatter_one(self, kw: str, value: Any) -> DaskFuture[Any]:
+        if not kw.isidentifier() or kw in _RESERVED:
+            raise DaskStageError(
+                f"DaskExecutor(scatter={{{kw!r}: ...}}): the keyword must be a valid Python "
+                f"name and not one of Client.submit's own ({', '.join(sorted(_RESERVED))})"
+            )
+        if isinstance(value, DaskFuture):
+            return value
+        if self._client.asynchronous:
+            raise DaskStageError(
+                f"DaskExecutor(scatter={{{kw!r}: ...}}) with an asynchronous client: scatter "
+                f"it yourself first - fut = await client.scatter(obj, broadcast=True) - and "
+                f"pass scatter={{{kw!r}: fut}}"
+            )
+        # a one-element list, so that a list or dict value is scattered as one object
+        fut: DaskFuture[Any] = self._c.scatter([value], broadcast=True, hash=False)[0]
+        self._owned.append(fut)
+        return fut
+
+    def _check_call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> None:
+        clash = self._scattered.keys() & kwargs.keys()
+        if clash:
+            raise DaskStageError(
+                f"DaskExecutor({self.name!r}).submit: keyword(s) {sorted(clash)} are given "
+                "both per call and in scatter="
+            )
+        if fn is self._checked:
+            return
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):  # builtins without a signature: let Dask try
+            self._checked = fn
+            return
+        try:
+            sig.bind(*args, **kwargs, **self._scattered)
+        except TypeError as exc:
+            raise DaskStageError(
+                f"DaskExecutor({self.name!r}): {getattr(fn, '__qualname__', fn)!s}{sig} "
+                f"cannot take the scattered keyword(s) {sorted(self._scattered)}: {exc}. "
+                "Give the function those keyword parameters (and do not combine scatter= "
+                "with map(breaker=...), which wraps the function)"
+            ) from None
+        self._checked = fn
+
+    # -- the Executor protocol ----------------------------------------------------------------
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> cf.Future[R]:
+        """Run ``fn(*args, **kwargs, **scatter)`` as a new Dask task; a local future for it.
+
+        Cancelling the returned future cancels the Dask future (without waiting for the
+        scheduler). Its exception, if the call failed, is the remote one with the remote
+        frames.
+        """
+        if self._closed:
+            raise DaskStageError(
+                f"DaskExecutor({self.name!r}) is shut down; create a new one to submit more"
+            )
+        if self._scattered:
+            self._check_call(fn, args, kwargs)
+            kwargs.update(self._scattered)
+        dfut: DaskFuture[Any] = self._c.submit(fn, *args, pure=False, **kwargs)
+        key = dfut.key
+        out: cf.Future[R] = cf.Future()
+        with self._lock:
+            self._outstanding[key] = (dfut, out)
+            self._submitted += 1
+            n = len(self._outstanding)
+            if n > self._max_in_flight:
+                self._max_in_flight = n
+        out.add_done_callback(lambda f: self._on_local_done(key, f))
+        self._c.loop.add_callback(self._settle, key, dfut, out)
+        return out
+
+    async def _settle(self, key: Any, dfut: DaskFuture[Any], out: cf.Future[Any]) -> None:
+        """On the client's loop: wait for the task, let go of it, hand its outcome to ``out``.
+
+        The Dask future is dropped (so the client releases the key) and the count of
+        outstanding futures goes down *before* the outcome is handed over: the stage can
+        only submit its next call after that, so the cluster never holds more than the
+        stage's ``concurrency`` of them.
+        """
+        setter: Callable[[Any], None] | None = None
+        value: Any = None
+        try:
+            value = await self._c.gather(dfut, asynchronous=True)
+            setter = out.set_result
+        except asyncio.CancelledError:  # the client's loop is closing under us
+            setter = out.set_exception
+            value = DaskStageError(
+                f"DaskExecutor({self.name!r}): the Dask client stopped waiting for task "
+                f"{key!r} (was the client closed while the stage ran?)"
+            )
+            raise
+        except BaseException as exc:
+            if not out.cancelled():  # else: we asked for it and the remote cancel came through
+                setter, value = out.set_exception, _remote_only(exc)
+        finally:
+            del dfut  # with the entry below gone, nothing holds it: the key is released
+            with self._lock:
+                self._outstanding.pop(key, None)
+                if setter is None:
+                    self._cancelled += 1
+                elif setter == out.set_result:
+                    self._completed += 1
+                else:
+                    self._failed += 1
+                if not self._outstanding:
+                    self._idle.notify_all()
+                    waiters, self._idle_waiters = self._idle_waiters, []
+                    for loop, idle in waiters:
+                        loop.call_soon_threadsafe(_wake, idle)
+            if setter is not None:
+                _deliver(setter, value)
+
+    def _on_local_done(self, key: Any, f: cf.Future[Any]) -> None:
+        if not f.cancelled():
+            return
+        with self._lock:
+            entry = self._outstanding.get(key)
+        if entry is not None:
+            self._c.loop.add_callback(self._cancel_remote, [entry[0]])
+
+    async def _cancel_remote(self, futures: list[DaskFuture[Any]]) -> None:
+        await self._c.cancel(futures, asynchronous=True, reason="streamnb: stage cancelled")
+
+    def _cancel_all(self) -> None:
+        with self._lock:
+            entries = list(self._outstanding.values())
+        for _, out in entries:
+            out.cancel()  # -> _on_local_done -> the Dask future is cancelled too
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting calls and release the scattered data.
+
+        ``cancel_futures=True`` cancels what is still in flight; ``wait=True`` blocks until
+        nothing is (not allowed with an asynchronous client: use ``await aclose()``).
+        Safe to call more than once.
+        """
+        if wait and self._client.asynchronous and self._outstanding:
+            raise DaskStageError(
+                f"DaskExecutor({self.name!r}).shutdown(wait=True) would block the loop its "
+                "asynchronous client runs on; use 'await executor.aclose()'"
+            )
+        self._closed = True
+        _live.discard(self)
+        if cancel_futures:
+            self._cancel_all()
+        if wait:
+            with self._idle:
+                self._idle.wait_for(lambda: not self._outstanding)
+        self._release_scattered()
+        _log.info("streamnb.dask.close", **self.info().as_dict())
+
+    async def aclose(self) -> None:
+        """Cancel what is in flight, wait (without blocking the loop) until the client let
+        go of it, release the scattered data. Safe to call more than once. (If the client
+        itself has hung, bound the wait with ``async with asyncio.timeout(s)``.)"""
+        self._closed = True
+        _live.discard(self)
+        self._cancel_all()
+        loop = asyncio.get_running_loop()
+        idle: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self._outstanding:
+                self._idle_waiters.append((loop, idle))
+            else:
+                idle.set_result(None)
+        await idle
+        self._release_scattered()
+        _log.info("streamnb.dask.close", **self.info().as_dict())
+
+    def _release_scattered(self) -> None:
+        owned, self._owned = self._owned, []
+        for fut in owned:
+            fut.release()  # type: ignore[no-untyped-call]
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # leaving early (an exception, an interrupt) cancels; a normal exit lets calls finish
+        self.shutdown(wait=True, cancel_futures=exc_type is not None)
+
+    async def __aenter__(self) -> DaskExecutor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- observation --------------------------------------------------------------------------
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    @property
+    def in_flight(self) -> int:
+        """Dask futures held right now (submitted and not yet settled or released)."""
+        return len(self._outstanding)
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._max_in_flight
+
+    def info(self) -> DaskStageInfo:
+        """A :class:`DaskStageInfo` snapshot (cheap: no call to the scheduler)."""
+        with self._lock:
+            return DaskStageInfo(
+                name=self.name,
+                in_flight=len(self._outstanding),
+                max_in_flight=self._max_in_flight,
+                submitted=self._submitted,
+                completed=self._completed,
+                failed=self._failed,
+                cancelled=self._cancelled,
+                scattered=tuple(sorted(self._scattered)),
+                dashboard_link=self.dashboard_link,
+                closed=self._closed,
+            )
+
+    def __repr__(self) -> str:
+        return f"DaskExecutor({self.name!r}, in_flight={self.in_flight}, closed={self._closed})"
+
+
+def stage_infos() -> list[DaskStageInfo]:
+    """Snapshots of every open :class:`DaskExecutor` in this process, by name.
+
+    The hook for a dashboard: it can show each one's in-flight count and the cluster's
+    dashboard link without holding the executors (``sys.modules.get("streamnb.dask")``
+    tells whether any can exist, without importing ``distributed``).
+    """
+    return sorted((ex.info() for ex in list(_live)), key=lambda i: i.name)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _dashboard_link(client: Client) -> str | None:
+    try:
+        link = client.dashboard_link
+    except Exception:  # no scheduler info yet, or a cluster object without one
+        return None
+    return str(link) if link else None
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _deliver(setter: Callable[[Any], None], value: Any) -> None:
+    try:
+        setter(value)
+    except cf.InvalidStateError:  # cancelled locally meanwhile: nobody waits for it
+        pass
+
+
+def _remote_only(exc: BaseException) -> BaseException:
+    """``exc`` with the local waiting frames (this module, distributed) cut from its
+    traceback: what remains is the worker's frames. Those local frames hold the Dask future,
+    so keeping them would keep the failed task alive as long as the exception lives."""
+    tb = exc.__traceback__
+    while tb is not None:
+        where = os.path.abspath(tb.tb_frame.f_code.co_filename)
+        if not (where == _THIS_FILE or where.startswith(_DISTRIBUTED_DIR)):
+            break
+        tb = tb.tb_next
+    return exc.with_traceback(tb)
