@@ -4,7 +4,8 @@ A task per item would cost an event-loop round trip per item before ``fn`` even 
 long-lived workers pull the next item themselves, so the loop only switches where ``fn``
 really waits. Ordered mode hands results back in input order and keeps at most ``2 * N``
 finished-but-unconsumed results (the workers park beyond that), so memory stays bounded when
-one slow item holds up the head. At most N calls are ever in flight; that is how the stage's
+one slow item holds up the head (unordered mode has the same bound on results waiting for
+the consumer). At most N calls are ever in flight; that is how the stage's
 concurrency bounds an executor or a cluster.
 """
 
@@ -61,7 +62,7 @@ class _Pool:
     async def worker(self) -> None:
         try:
             while self.error is None:
-                while self.ordered and self.next_in - self.next_out >= self.limit:
+                while self.next_in - self.next_out >= self.limit:
                     if self.room is None:
                         self.room = asyncio.get_running_loop().create_future()
                     await self.room
@@ -96,7 +97,10 @@ class _Pool:
                     self.results[idx] = y
                     if idx == self.next_out:
                         self.wake()
-                elif y is not _FAILED and y is not SKIP:
+                elif y is SKIP:
+                    self.next_out += 1  # unordered: next_out counts results settled
+                    self.free_room()
+                elif y is not _FAILED:
                     self.fifo.append(y)
                     self.wake()
                 if y is _FAILED:
@@ -144,6 +148,9 @@ async def concurrent_map(
                         yield y
                     continue
             elif fifo:
+                pool.next_out += 1
+                if pool.room is not None:
+                    pool.free_room()
                 yield fifo.popleft()
                 continue
             if pool.error is not None and (not ordered or pool.error[0] <= pool.next_out):

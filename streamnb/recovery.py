@@ -168,6 +168,8 @@ class CircuitBreaker:
     ) -> None:
         if failure_threshold < 1:
             raise ValueError(f"CircuitBreaker(failure_threshold={failure_threshold}): must be >= 1")
+        if reset_timeout < 0:
+            raise ValueError(f"CircuitBreaker(reset_timeout={reset_timeout}): must be >= 0 seconds")
         self.name = name
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
@@ -358,8 +360,10 @@ async def resilient(
     while True:
         if breaker is not None:
             breaker.before_call()
-        src = _aiter_any(factory(token))
+        src: Any = None
         try:
+            # opening is part of the attempt: a refused connection is retried like a drop
+            src = _aiter_any(factory(token))
             async for item in src:
                 token = checkpoint(item) if checkpoint is not None else delivered + 1
                 delivered += 1
@@ -396,6 +400,6 @@ async def resilient(
             await asyncio.sleep(delay)
             stats["reconnects"] = stats.get("reconnects", 0) + 1
         finally:
-            aclose = getattr(src, "aclose", None)
+            aclose = getattr(src, "aclose", None) if src is not None else None
             if aclose is not None:
                 await aclose()

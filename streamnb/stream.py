@@ -296,25 +296,24 @@ class _MapOp(_Op):
         breaker: CircuitBreaker | None,
         name: str | None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError(f"map(concurrency={concurrency}): must be >= 1")
+        self.label = name or f"map({describe(fn)})"
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"{self.label}: concurrency={concurrency!r} must be an int >= 1")
         self.is_async = _is_async_fn(fn)
         if self.is_async and executor is not None:
             raise ValueError(
-                f"map({describe(fn)}, executor=...): executors run plain functions; "
-                "this one is async"
+                f"{self.label}: executor= runs plain functions; {describe(fn)} is async"
             )
         if concurrency > 1 and not self.is_async and executor is None:
             raise ValueError(
-                f"map({describe(fn)}, concurrency={concurrency}): a plain function cannot "
-                "overlap with others on the event loop; pass executor= (threads, processes, "
-                "a Dask client's executor) or make it async"
+                f"{self.label}: concurrency={concurrency} needs executor= for a plain "
+                "function (it cannot overlap with others on the event loop): threads, "
+                "processes, a Dask client's executor - or make it async"
             )
         self.fn = fn
         self.concurrency = concurrency
         self.ordered = ordered
         self.executor = executor
-        self.label = name or f"map({describe(fn)})"
         _ItemPolicy(self.label, on_error, None, retry)  # validate now, not at run time
         self.on_error = on_error
         self.dead_letter = dead_letter
@@ -360,7 +359,9 @@ class _MapOp(_Op):
             "    if x is _SKIP:",
             "        continue",
         ]
-        return Fragment(self.label, body, params, init=[f"c{j} = 0"], one_to_one=False)
+        return Fragment(
+            self.label, body, params, init=[f"c{j} = 0"], one_to_one=False, counter=True
+        )
 
     def build(self, src: AsyncIterator[Any], run: _Run, link: _Link) -> AsyncIterator[Any]:
         policy = self._policy(run, link)
@@ -392,12 +393,14 @@ class _SimpleOp(_Op):
         params: dict[str, Any],
         init: list[str] | None = None,
         one_to_one: bool = True,
+        user_code: bool = True,
     ) -> None:
         self.label = label
         self.body = body
         self.params = params
         self.init = init or []
         self.one_to_one = one_to_one
+        self.user_code = user_code
 
     def fragment(self, j: int, run: _Run, link: _Link) -> Fragment:
         return Fragment(
@@ -406,6 +409,7 @@ class _SimpleOp(_Op):
             {k.replace("{j}", str(j)): v for k, v in self.params.items()},
             init=[s.replace("{j}", str(j)) for s in self.init],
             one_to_one=self.one_to_one,
+            user_code=self.user_code,
         )
 
 
@@ -450,6 +454,7 @@ class _MonitorOp(_Op):
             [],
             params,
             meter=m,
+            user_code=False,
             sized=self.size is not None,
             stamped=self.timestamp is not None,
         )
@@ -471,7 +476,7 @@ class _WindowOp(_Op):
 
         w = Window(last=self.last, seconds=self.seconds)
         run.windows[run.unique(run.windows, self.name, "window")] = w
-        return Fragment(self.label, [f"w{j}(x)"], {f"w{j}": w.append})
+        return Fragment(self.label, [f"w{j}(x)"], {f"w{j}": w.append}, user_code=False)
 
 
 class _BatchOp(_Op):
@@ -500,6 +505,7 @@ class _BatchOp(_Op):
             tail=[f"if c{j}:", f"    yield c{j}"],
             one_to_one=False,
             ends_run=True,
+            user_code=False,
         )
 
     def build(self, src: AsyncIterator[Any], run: _Run, link: _Link) -> AsyncIterator[Any]:
@@ -839,7 +845,11 @@ class Stream(Generic[T]):
         """Pair every item with its index: ``(start, x0), (start + 1, x1), ...``."""
         return self._then(
             _SimpleOp(
-                "enumerate", ["x = (e{j}, x)", "e{j} += 1"], {"e0{j}": start}, init=["e{j} = e0{j}"]
+                "enumerate",
+                ["x = (e{j}, x)", "e{j} += 1"],
+                {"e0{j}": start},
+                init=["e{j} = e0{j}"],
+                user_code=False,
             )
         )
 
@@ -857,14 +867,12 @@ class Stream(Generic[T]):
     # -- select -----------------------------------------------------------------------------
     def take(self, n: int) -> Stream[T]:
         """The first ``n`` items. Pulls exactly ``n`` items upstream, then closes the source."""
-        if n < 0:
-            raise ValueError(f"take(n={n}): must be >= 0")
+        _check_count("take", "n", n)
         return self._then(_GenOp(f"take({n})", lambda src: _take(src, n)))
 
     def skip(self, n: int) -> Stream[T]:
         """Drop the first ``n`` items."""
-        if n < 0:
-            raise ValueError(f"skip(n={n}): must be >= 0")
+        _check_count("skip", "n", n)
         return self._then(
             _SimpleOp(
                 f"skip({n})",
@@ -889,8 +897,7 @@ class Stream(Generic[T]):
 
     def sample(self, every: int) -> Stream[T]:
         """Every ``every``-th item: items 0, every, 2*every, ... (load shedding by sampling)."""
-        if every < 1:
-            raise ValueError(f"sample(every={every}): must be >= 1")
+        _check_count("sample", "every", every, minimum=1)
         return self._then(
             _SimpleOp(
                 f"sample(every={every})",
@@ -937,6 +944,7 @@ class Stream(Generic[T]):
         """Interleave this stream and ``others`` as their items arrive (each runs in its own
         task; at most ``buffer`` items wait). The first failure stops the others and is raised
         after the items already received."""
+        _check_count("merge", "buffer", buffer, minimum=1)
         return self._then(_CombineOp("merge", tuple(_as_stream(o) for o in others), buffer))
 
     def zip(self, *others: Stream[Any]) -> Stream[tuple[Any, ...]]:
@@ -1003,6 +1011,8 @@ class Stream(Generic[T]):
         form must be asked for: ``collect(limit=None)``. To keep only the first N items, use
         ``take(N).collect()``.
         """
+        if limit is not None:
+            _check_count("collect", "limit", limit)
         out: list[T] = []
         async with self.open() as it:
             if limit is None:
@@ -1076,6 +1086,7 @@ class Stream(Generic[T]):
         columns); the stream is closed after them."""
         from .window import Window
 
+        _check_count("to_pandas", "limit", limit, minimum=1)
         w = Window(last=limit)
         async with self.take(limit).open() as it:
             async for x in it:
@@ -1100,6 +1111,13 @@ class Stream(Generic[T]):
         from .notebook.runner import run_sync
 
         return run_sync(self, **kwargs)
+
+
+def _check_count(method: str, arg: str, value: Any, minimum: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{method}({arg}={value!r}): expected an int")
+    if value < minimum:
+        raise ValueError(f"{method}({arg}={value}): must be >= {minimum}")
 
 
 def _as_stream(obj: Any) -> Stream[Any]:
