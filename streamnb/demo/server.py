@@ -31,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -252,14 +253,20 @@ class DemoServer:
     async def wait_for_call(
         self, predicate: Callable[[ServedCall], bool], *, within: float = 5.0
     ) -> ServedCall:
-        """Wait until a recorded call satisfies ``predicate`` (e.g. ``lambda c: c.cancelled``)."""
+        """Wait until a recorded call satisfies ``predicate`` (e.g. ``lambda c: c.cancelled``).
+
+        Raises TimeoutError after ``within`` seconds.
+        """
         async with asyncio.timeout(within):
             while True:
                 changed = self._changed
                 for call in self.calls:
                     if predicate(call):
                         return call
-                await changed.wait()
+                # woken when a call finishes; counters of running calls are polled every 20 ms
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.02):
+                        await changed.wait()
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -488,7 +495,11 @@ class DemoServer:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Json/Get expects an object")
         delay = float(req.get("delay", 0))
         if delay > 0:
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                record.cancelled = True
+                raise
         code = _CODES.get(int(req.get("fail_code", 0)))
         if code is not None and code is not grpc.StatusCode.OK:
             await context.abort(code, f"injected failure ({code.name})")
@@ -556,6 +567,8 @@ class DemoServer:
                     )
                 values.append(float(value))
                 record.received += 1
+                if isinstance(item, dict) and item.get("delay"):
+                    await asyncio.sleep(float(item["delay"]))  # simulate slow processing
         except asyncio.CancelledError:
             record.cancelled = True
             raise

@@ -310,6 +310,8 @@ class GrpcClient:
     # -- helpers --------------------------------------------------------------------------------
 
     def _callable(self, shape: CallShape, path: str) -> Any:
+        if self._closed:
+            raise RuntimeError(f"GrpcClient({self.target!r}) is closed")
         key = (shape, path)
         mc = self._callables.get(key)
         if mc is None:
