@@ -77,6 +77,8 @@ class Reflector:
         self._files: set[str] = set()
         self._lock = asyncio.Lock()
         self._path_index = 0
+        #: Reflection round trips made so far (descriptors are cached: see tests).
+        self.queries = 0
 
     async def _ask(
         self, requests: list[reflection_pb2.ServerReflectionRequest], deadline_s: float | None
@@ -91,6 +93,7 @@ class Reflector:
                 request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
                 response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
             )
+            self.queries += 1
             try:
                 call = mc(iter(requests), timeout=t, metadata=md)
                 return [r async for r in call]
