@@ -194,8 +194,6 @@ def progress_view(
     if status in ("running", "paused") and total is not None:
         eta = max(0.0, (total - items) / rate) if rate > 0 else None
         parts.append(f"ETA {format_duration(eta)}")
-    if status not in ("running",):
-        parts.append(status)
     text = " · ".join(parts)
     if error:
         text = f"{text} — {error}"

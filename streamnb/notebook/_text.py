@@ -35,6 +35,8 @@ def text_line(frame: RunFrame, *, bar_width: int = _BAR_WIDTH) -> str:
     if view.fraction is not None:
         filled = round(view.fraction * bar_width)
         parts.append(f"[{'#' * filled}{'.' * (bar_width - filled)}] {view.fraction * 100:3.0f}%")
+    if view.status != "running":
+        parts.append(view.status)
     parts.append(view.text)
     return " ".join(parts)
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import html
 import io
+import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -52,6 +54,24 @@ _STATUS_COLOUR = {
 }
 
 
+def _preload_matplotlib() -> None:
+    import matplotlib.backends.backend_agg
+    import matplotlib.figure  # noqa: F401
+    import PIL.Image  # noqa: F401
+
+
+def _start_preload() -> threading.Thread | None:
+    """Import matplotlib in a short-lived thread so that the first plot does not freeze the
+    event loop for the ~0.6 s the import takes (once per kernel); the thread ends by itself."""
+    if "matplotlib.backends.backend_agg" in sys.modules:
+        return None
+    thread = threading.Thread(
+        target=_preload_matplotlib, name="streamnb-matplotlib-import", daemon=True
+    )
+    thread.start()
+    return thread
+
+
 class Dashboard:
     """One run's widget: progress bar, pause/stop, status line, stages, buffer gauges, plot, tail.
 
@@ -83,11 +103,14 @@ class Dashboard:
         self._on_stop = on_stop
         self._on_pause = on_pause
         self.closed = False
+        self._preload = _start_preload()
 
         # Few widgets, shared layouts: every widget (and each Layout/Style it would make for
         # itself) is a comm opened when the run starts, ~0.7 ms each in a real kernel.
         row = widgets.Layout(align_items="center")
+        plain = widgets.Layout()
         button = widgets.Layout(width="90px")
+        button_style = widgets.ButtonStyle()
         self.bar = widgets.FloatProgress(
             value=0.0,
             min=0.0,
@@ -102,6 +125,7 @@ class Dashboard:
             icon="pause",
             tooltip="stop pulling items (backpressure)",
             layout=button,
+            style=button_style,
         )
         self.stop_button = widgets.Button(
             description="Stop",
@@ -109,18 +133,19 @@ class Dashboard:
             button_style="danger",
             tooltip="end the run",
             layout=button,
+            style=button_style,
         )
         self.pause_button.on_click(self._pause_clicked)
         self.stop_button.on_click(self._stop_clicked)
         #: status and counts line (red with the error on failure)
-        self.info = widgets.HTML(value=self._info_html("pending", "starting…"))
+        self.info = widgets.HTML(value=self._info_html("pending", "starting…"), layout=plain)
         #: stage table, buffer gauges and window tail, as one HTML fragment
-        self.body = widgets.HTML(value="", style=self.info.style)
+        self.body = widgets.HTML(value="", style=self.info.style, layout=plain)
         self.plot = widgets.Image(
             format="png", layout=widgets.Layout(display="none", max_width="560px")
         )
         header = widgets.HBox([self.bar, self.pause_button, self.stop_button], layout=row)
-        self.widget = widgets.VBox([header, self.info, self.body, self.plot])
+        self.widget = widgets.VBox([header, self.info, self.body, self.plot], layout=plain)
         self.widget.add_class("streamnb-dashboard")
 
     # -- buttons ----------------------------------------------------------------------------
@@ -189,7 +214,10 @@ class Dashboard:
         if self.history.version == self._plotted_version or self.history.depth() < 2:
             return
         if self._figure is None:
-            self._setup_figure()  # imports matplotlib once: not part of the redraw cost
+            if self._preload is not None:
+                self._preload.join()  # normally long finished by the first plot
+                self._preload = None
+            self._setup_figure()  # one-time set-up: not part of the redraw cost
         started = time.perf_counter()
         png = self._render_png(now)
         self._plotted_version = self.history.version
@@ -222,10 +250,10 @@ class Dashboard:
                 self._lines[name] = line
                 ax.legend(loc="upper left", fontsize=7, frameon=False)
             line.set_data([t - now for t in ts], rates)
-        ax.set_xlim(-_PLOT_SPAN, 0.0)
-        ax.relim()
-        ax.autoscale_view(scalex=False)
-        ax.set_ylim(bottom=0.0)
+        first = min((ts[0] for ts, _ in series.values() if ts), default=now)
+        ax.set_xlim(-min(_PLOT_SPAN, max(10.0, now - first)), 0.0)
+        top = max((max(rates) for _, rates in series.values() if rates), default=0.0)
+        ax.set_ylim(0.0, top * 1.1 if top > 0 else 1.0)  # set explicitly: autoscale stays off
         self._canvas.draw()
         from PIL import Image
 

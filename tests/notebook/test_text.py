@@ -33,7 +33,8 @@ def test_tty_redraws_in_place_and_ends_with_the_stage_summary() -> None:
     assert text.count("\r") == 3
     first, second = text.split("\r")[1:3]
     assert len(second) == len(first)  # padded over the longer previous line
-    assert text.endswith("done\n  m: done, 10 items, 10/s, errors 1, dropped 0, latency -\n")
+    assert "r [####################] 100% done 10 items" in text
+    assert text.endswith("\n  m: done, 10 items, 10/s, errors 1, dropped 0, latency -\n")
 
 
 def test_log_mode_writes_a_line_per_interval() -> None:
@@ -43,6 +44,7 @@ def test_log_mode_writes_a_line_per_interval() -> None:
         view.update(frame(items=t, elapsed=float(t), taken_at=float(t)))
     view.close(frame("failed", items=25, elapsed=25.0, taken_at=25.0, error="OSError: gone"))
     lines = out.getvalue().splitlines()
-    assert [ln.split(" items")[0] for ln in lines] == ["run 0", "run 10", "run 20", "run 25"]
+    assert [ln.split(" items")[0] for ln in lines] == ["run 0", "run 10", "run 20", "run failed 25"]
     assert "\r" not in out.getvalue()
-    assert lines[-1].endswith("failed — OSError: gone")
+    assert lines[-1].startswith("run failed 25 items")
+    assert lines[-1].endswith("— OSError: gone")
