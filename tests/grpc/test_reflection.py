@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from streamnb.demo import SERVICE_NAMES, DemoServer, answer_prompt
+from streamnb.demo import SERVICE_NAMES, answer_prompt
 from streamnb.grpc import GrpcClient, MethodInfo, RpcError, RpcStream
 
 

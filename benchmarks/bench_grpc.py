@@ -1,0 +1,196 @@
+"""gRPC benchmark: streamnb's adapter against raw grpc.aio, server in another process.
+
+    python benchmarks/bench_grpc.py [--n 100000] [--repeats 5]
+
+Starts ``python -m streamnb.demo --port 0`` in a subprocess and, over loopback, measures:
+
+* server streaming of ``n`` ~100-byte ``Event`` messages (``EventFeed/Subscribe``,
+  payload_size=80): raw ``grpc.aio`` (``Event.FromString`` as its deserializer) vs
+  ``GrpcClient.server_stream(..., codec=Event)`` consumed with ``Stream.count()``;
+* the same ``n`` events batched 100 per message (``SubscribeBatched``) through streamnb,
+  flattened back to events with ``flat_map`` (and raw, for reference);
+* bidirectional echo (``EventFeed/Echo``) of ``n`` events: raw (a writer task + a reader)
+  vs ``GrpcClient.bidi(...)``.
+
+Runs are interleaved (raw, streamnb, raw, streamnb...) after a warm-up, and each figure is
+the median of ``repeats``. The last line is one JSON object::
+
+    {"server_stream_vs_raw": r1, "batched_speedup": r2, "bidi_vs_raw": r3}
+
+r1, r3 = streamnb time / raw time (target <= 1.1); r2 = streamnb's time per item unbatched /
+time per item batched (target >= 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+import grpc
+import structlog
+
+from streamnb.grpc import GrpcClient
+from streamnb.grpc._generated import streamnb_demo_pb2 as pb
+
+FEED = "/streamnb.demo.v1.EventFeed/"
+PAYLOAD = 80  # -> ~100 bytes per serialised Event
+
+
+def _start_server() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamnb.demo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("streamnb demo server listening on "):
+            return proc, line.rsplit(" ", 1)[1].strip()
+    proc.kill()
+    raise RuntimeError("the demo server did not start")
+
+
+async def raw_server_stream(channel: grpc.aio.Channel, n: int) -> int:
+    mc = channel.unary_stream(
+        FEED + "Subscribe",
+        request_serializer=pb.SubscribeRequest.SerializeToString,
+        response_deserializer=pb.Event.FromString,
+    )
+    count = 0
+    async for _ in mc(pb.SubscribeRequest(count=n, payload_size=PAYLOAD)):
+        count += 1
+    return count
+
+
+async def nb_server_stream(client: GrpcClient, n: int) -> int:
+    req = pb.SubscribeRequest(count=n, payload_size=PAYLOAD)
+    return await client.server_stream(FEED + "Subscribe", req, codec=pb.Event).count()
+
+
+async def raw_batched(channel: grpc.aio.Channel, n: int) -> int:
+    mc = channel.unary_stream(
+        FEED + "SubscribeBatched",
+        request_serializer=pb.SubscribeRequest.SerializeToString,
+        response_deserializer=pb.EventBatch.FromString,
+    )
+    count = 0
+    async for batch in mc(pb.SubscribeRequest(count=n, payload_size=PAYLOAD, batch_size=100)):
+        for _ in batch.events:
+            count += 1
+    return count
+
+
+async def nb_batched(client: GrpcClient, n: int) -> int:
+    req = pb.SubscribeRequest(count=n, payload_size=PAYLOAD, batch_size=100)
+    stream = client.server_stream(FEED + "SubscribeBatched", req, codec=pb.EventBatch)
+    # iter(): protobuf's repeated-field container is a sequence without __iter__
+    return await stream.flat_map(lambda batch: iter(batch.events)).count()
+
+
+def _events(n: int) -> list[pb.Event]:
+    return [pb.Event(seq=i, kind="tick", payload="x" * PAYLOAD) for i in range(n)]
+
+
+async def raw_bidi(channel: grpc.aio.Channel, events: list[pb.Event]) -> int:
+    mc = channel.stream_stream(
+        FEED + "Echo",
+        request_serializer=pb.Event.SerializeToString,
+        response_deserializer=pb.Event.FromString,
+    )
+    call = mc()
+
+    async def send() -> None:
+        for ev in events:
+            await call.write(ev)
+        await call.done_writing()
+
+    sender = asyncio.create_task(send())
+    count = 0
+    async for _ in call:
+        count += 1
+    await sender
+    return count
+
+
+async def nb_bidi(client: GrpcClient, events: list[pb.Event]) -> int:
+    return await client.bidi(FEED + "Echo", events, codec=pb.Event).count()
+
+
+async def _timed(fn: Callable[[], Awaitable[int]], expected: int) -> float:
+    t0 = time.perf_counter()
+    got = await fn()
+    dt = time.perf_counter() - t0
+    if got != expected:
+        raise AssertionError(f"expected {expected} items, got {got}")
+    return dt
+
+
+async def bench(address: str, n: int, repeats: int) -> dict[str, float]:
+    events = _events(n)
+    async with (
+        grpc.aio.insecure_channel(address) as channel,
+        GrpcClient(address) as client,
+    ):
+        await client.wait_ready()
+        cases: dict[str, Callable[[], Awaitable[int]]] = {
+            "raw_stream": lambda: raw_server_stream(channel, n),
+            "nb_stream": lambda: nb_server_stream(client, n),
+            "raw_batched": lambda: raw_batched(channel, n),
+            "nb_batched": lambda: nb_batched(client, n),
+            "raw_bidi": lambda: raw_bidi(channel, events),
+            "nb_bidi": lambda: nb_bidi(client, events),
+        }
+        small: dict[str, Callable[[], Awaitable[int]]] = {
+            "raw_stream": lambda: raw_server_stream(channel, 2000),
+            "nb_stream": lambda: nb_server_stream(client, 2000),
+            "raw_bidi": lambda: raw_bidi(channel, events[:2000]),
+            "nb_bidi": lambda: nb_bidi(client, events[:2000]),
+        }
+        for fn in small.values():  # warm-up: connections, code paths, caches
+            await _timed(fn, 2000)
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for r in range(repeats):
+            for name, fn in cases.items():
+                dt = await _timed(fn, n)
+                times[name].append(dt)
+                print(
+                    f"  repeat {r + 1}/{repeats} {name:12s} {dt:7.3f} s  {n / dt:>11,.0f} items/s"
+                )
+        return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="messages per run")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per case")
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    proc, address = _start_server()
+    try:
+        print(f"demo server (pid {proc.pid}) on {address}; n={args.n:,}, repeats={args.repeats}")
+        med = asyncio.run(bench(address, args.n, args.repeats))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    n = args.n
+    print("medians:")
+    for name, dt in med.items():
+        print(f"  {name:12s} {dt:7.3f} s  {n / dt:>11,.0f} items/s")
+    result = {
+        "server_stream_vs_raw": round(med["nb_stream"] / med["raw_stream"], 3),
+        "batched_speedup": round(med["nb_stream"] / med["nb_batched"], 3),
+        "bidi_vs_raw": round(med["nb_bidi"] / med["raw_bidi"], 3),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
