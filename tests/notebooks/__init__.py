@@ -1,0 +1,1 @@
+"""Tests of the teaching notebooks (notebooks/) and of the Binder files (binder/)."""
