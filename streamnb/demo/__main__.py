@@ -61,6 +61,20 @@ async def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _cli_logging() -> None:
+    """As a program, keep stdout for the address/demo output: logs go to stderr (INFO+)."""
+    import logging
+
+    import structlog
+
+    if not structlog.is_configured():
+        structlog.configure(
+            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        )
+
+
 if __name__ == "__main__":
+    _cli_logging()
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(asyncio.run(main()))
