@@ -24,9 +24,11 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import ipywidgets as widgets
+from ipywidgets.widgets.widget_int import ProgressStyle
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 from ._format import (
     FINISHED,
@@ -52,6 +54,21 @@ _STATUS_COLOUR = {
     "failed": "#c62828",
     "cancelled": "#ef6c00",
 }
+
+
+_SHARED: dict[str, Any] = {}
+_W = TypeVar("_W", bound=widgets.Widget)
+
+
+def _shared(key: str, factory: Callable[[], _W]) -> _W:
+    """One widget model per ``key`` for the whole kernel (static layouts and styles).
+
+    Recreated if it was closed (``Widget.close_all()``, a cleared output area's comm).
+    """
+    model = _SHARED.get(key)
+    if model is None or getattr(model, "comm", None) is None:
+        model = _SHARED[key] = factory()
+    return cast(_W, model)
 
 
 def _preload_matplotlib() -> None:
@@ -105,21 +122,20 @@ class Dashboard:
         self.closed = False
         self._preload = _start_preload()
 
-        # Few widgets, shared layouts: every widget (and each Layout/Style it would make for
-        # itself) is a comm opened when the run starts, ~0.7 ms each in a real kernel.
-        row = widgets.Layout(align_items="center")
-        plain = widgets.Layout()
-        button = widgets.Layout(width="90px")
-        button_style = widgets.ButtonStyle()
+        # Every widget is a comm opened when the run starts (~0.5 ms of kernel CPU each, more
+        # on a busy machine), and each would make its own Layout/Style widgets too. So: few
+        # widgets, and the static Layout/Style models are shared by every dashboard.
         self.bar = widgets.FloatProgress(
             value=0.0,
             min=0.0,
             max=1.0,
             bar_style="",
             description=name,
-            style={"description_width": "initial"},
-            layout=widgets.Layout(width="420px"),
+            style=_shared("progress-style", lambda: ProgressStyle(description_width="initial")),
+            layout=_shared("bar", lambda: widgets.Layout(width="420px")),
         )
+        button = _shared("button", lambda: widgets.Layout(width="90px"))
+        button_style = _shared("button-style", widgets.ButtonStyle)
         self.pause_button = widgets.Button(
             description="Pause",
             icon="pause",
@@ -137,15 +153,21 @@ class Dashboard:
         )
         self.pause_button.on_click(self._pause_clicked)
         self.stop_button.on_click(self._stop_clicked)
+        plain = _shared("plain", widgets.Layout)
+        html_style = _shared("html-style", HTMLStyle)
         #: status and counts line (red with the error on failure)
-        self.info = widgets.HTML(value=self._info_html("pending", "starting…"), layout=plain)
-        #: stage table, buffer gauges and window tail, as one HTML fragment
-        self.body = widgets.HTML(value="", style=self.info.style, layout=plain)
-        self.plot = widgets.Image(
-            format="png", layout=widgets.Layout(display="none", max_width="560px")
+        self.info = widgets.HTML(
+            value=self._info_html("pending", "starting…"), layout=plain, style=html_style
         )
-        header = widgets.HBox([self.bar, self.pause_button, self.stop_button], layout=row)
-        self.widget = widgets.VBox([header, self.info, self.body, self.plot], layout=plain)
+        #: stage table, buffer gauges and window tail, as one HTML fragment
+        self.body = widgets.HTML(value="", layout=plain, style=html_style)
+        #: the throughput plot, created (and added below the tables) at the first redraw
+        self.plot: widgets.Image | None = None
+        header = widgets.HBox(
+            [self.bar, self.pause_button, self.stop_button],
+            layout=_shared("row", lambda: widgets.Layout(align_items="center")),
+        )
+        self.widget = widgets.VBox([header, self.info, self.body], layout=plain)
         self.widget.add_class("streamnb-dashboard")
 
     # -- buttons ----------------------------------------------------------------------------
@@ -221,9 +243,15 @@ class Dashboard:
         started = time.perf_counter()
         png = self._render_png(now)
         self._plotted_version = self.history.version
-        with self.plot.hold_sync():
+        if self.plot is None:
+            self.plot = widgets.Image(
+                value=png,
+                format="png",
+                layout=_shared("plot", lambda: widgets.Layout(max_width="560px")),
+            )
+            self.widget.children = (*self.widget.children, self.plot)
+        else:
             self.plot.value = png
-            self.plot.layout.display = ""
         self.plot_throttle.done(now, cost=time.perf_counter() - started)
 
     def _setup_figure(self) -> None:

@@ -90,11 +90,12 @@ def test_buffer_gauges_show_depth_and_high_water(dash: Dashboard) -> None:
 def test_plot_is_drawn_when_there_is_history_and_throttled(dash: Dashboard) -> None:
     dash.update(frame(stages={"s": snap("s", items=0)}, taken_at=0.0))
     dash.update(frame(stages={"s": snap("s", items=100)}, taken_at=0.25))
-    assert dash.plot.value == b""  # one rate point is not a plot yet
+    assert dash.plot is None  # one rate point is not a plot yet
+    assert len(dash.widget.children) == 3
     dash.update(frame(stages={"s": snap("s", items=300)}, taken_at=0.5))
+    assert dash.plot is not None and dash.widget.children[-1] is dash.plot
     png = bytes(dash.plot.value)
     assert png.startswith(b"\x89PNG") and len(png) > 1000
-    assert dash.plot.layout.display == ""
     dash.update(frame(stages={"s": snap("s", items=600)}, taken_at=0.75))
     assert bytes(dash.plot.value) == png  # throttled: at most ~1 redraw per second
     dash.update(frame(stages={"s": snap("s", items=900)}, taken_at=100.0))
@@ -102,6 +103,15 @@ def test_plot_is_drawn_when_there_is_history_and_throttled(dash: Dashboard) -> N
     final = bytes(dash.plot.value)
     dash.close(frame("done", stages={"s": snap("s", items=5000)}, taken_at=100.1))
     assert bytes(dash.plot.value) != final  # the final state is always drawn
+    assert len(dash.widget.children) == 4
+
+
+def test_static_layouts_and_styles_are_shared_between_dashboards(dash: Dashboard) -> None:
+    other = Dashboard("other")
+    assert other.bar.layout is dash.bar.layout
+    assert other.stop_button.style is dash.pause_button.style
+    assert other.info.layout is dash.body.layout
+    assert other.bar is not dash.bar
 
 
 def test_window_tail_table(dash: Dashboard) -> None:
@@ -120,5 +130,6 @@ def test_a_refresh_sends_few_messages_and_none_when_nothing_changed(dash: Dashbo
     assert sends["n"] == 0  # same values: traitlets sends nothing
     stages2 = {"a": snap("a", items=5000), "b": snap("b", items=4000)}
     dash.update(frame(items=5000, elapsed=1.0, total=10_000, stages=stages2, taken_at=0.2))
-    # hold_sync groups each widget's changes: bar, info, body (+ plot image and its layout)
+    # hold_sync groups each widget's changes: bar, info, body (+ the plot, + the VBox's children
+    # the first time the plot appears)
     assert 1 <= sends["n"] <= 5
