@@ -12,7 +12,8 @@ interleaved in every repeat, medians reported:
 Times are taken inside the kernel around the run, so that messaging latency to this client is
 not counted: the ratio uses the kernel process's CPU time (``time.process_time``, all its
 threads, so the IOPub thread's work for the widget messages counts), which other tenants of a
-shared machine do not inflate; wall-clock medians are printed too. Widget traffic is counted from what this client
+shared machine do not inflate; wall-clock medians are printed too. Widget traffic is counted
+from what this client
 receives on iopub during the dashboard cells (``comm_open`` for the widgets built, ``comm_msg``
 for their updates); the same run at a fifth of the items shows that it does not grow with the
 item count.
@@ -91,7 +92,9 @@ class KernelSession:
             try:
                 msg = self.kc.get_iopub_msg(timeout=timeout)
             except Empty:
-                raise SystemExit(f"kernel did not answer within {timeout} s running:\n{code}")
+                raise SystemExit(
+                    f"kernel did not answer within {timeout} s running:\n{code}"
+                ) from None
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             kind = msg["msg_type"]

@@ -134,3 +134,22 @@ async def test_failure_turns_the_dashboard_red(tmp_path: Path) -> None:
         assert state == ["failed", "danger", True]
         cell = await k.cell("await h")
         assert k.errors(cell) == ["ValueError: row 7 is bad"]
+
+
+async def test_the_handle_displays_as_its_dashboard_once_per_cell(tmp_path: Path) -> None:
+    widget_view = "application/vnd.jupyter.widget-view+json"
+
+    def views(cell: object) -> list[str]:
+        outs = getattr(cell, "outputs", [])
+        return [
+            o["data"][widget_view]["model_id"] for o in outs if widget_view in o.get("data", {})
+        ]
+
+    async with kernel(tmp_path) as k:
+        cell = await k.cell("h = Stream(range(10)).start(name='shown'); h")
+        first = views(cell)
+        assert len(first) == 1  # shown by start(); the cell's value does not repeat it
+        later = await k.cell("await h\nh")
+        assert views(later) == first  # a later cell shows the same dashboard again
+        text = await k.cell("print(repr(h))")
+        assert "<Run shown [####################] 100% done 10 items" in k.text(text)
