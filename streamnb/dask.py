@@ -276,10 +276,12 @@ class DaskExecutor(cf.Executor):
         """
         setter: Callable[[Any], None] | None = None
         value: Any = None
+        closing = False
         try:
             value = await self._c.gather(dfut, asynchronous=True)
             setter = out.set_result
         except asyncio.CancelledError:  # the client's loop is closing under us
+            closing = True
             setter = out.set_exception
             value = DaskStageError(
                 f"DaskExecutor({self.name!r}): the Dask client stopped waiting for task "
@@ -290,7 +292,8 @@ class DaskExecutor(cf.Executor):
             if not out.cancelled():  # else: we asked for it and the remote cancel came through
                 setter, value = out.set_exception, _remote_only(exc)
         finally:
-            del dfut  # with the entry below gone, nothing holds it: the key is released
+            dfut.release()  # type: ignore[no-untyped-call]  # now, even if something still refers to it
+            del dfut
             with self._lock:
                 self._outstanding.pop(key, None)
                 if setter is None:
@@ -305,6 +308,12 @@ class DaskExecutor(cf.Executor):
                     for loop, idle in waiters:
                         loop.call_soon_threadsafe(_wake, idle)
             if setter is not None:
+                if not closing:
+                    # release() reaches the scheduler in two hops on this loop (_dec_ref,
+                    # then the send); let both run, so the release is on the wire before
+                    # the stage can submit its next call
+                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)
                 _deliver(setter, value)
 
     def _on_local_done(self, key: Any, f: cf.Future[Any]) -> None:

@@ -15,9 +15,9 @@ import subprocess
 import sys
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask_tasks as tasks
 import pytest
@@ -28,23 +28,26 @@ from streamnb.dask import DaskExecutor, DaskStageError, stage_infos
 
 pytestmark = pytest.mark.timeout(120)
 
+# the executor passes the scattered ``model=`` keyword; to the Stream it is a one-argument call
+_use_model = cast(Callable[[int], tuple[int, int, int]], tasks.use_model)
+
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "port in use" style notices of a fresh cluster
-        cluster = LocalCluster(
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=2,
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
             dashboard_address=":0",
         )
-    c = Client(cluster)
+    c = Client(cluster)  # type: ignore[no-untyped-call]
     try:
         yield c
     finally:
-        c.close()
+        c.close()  # type: ignore[no-untyped-call]
         cluster.close()
 
 
@@ -54,7 +57,7 @@ def _scheduler_keys(client: Client, prefix: str) -> list[str]:
     def keys(dask_scheduler: Any, prefix: str) -> list[str]:
         return [str(k) for k in dask_scheduler.tasks if str(k).startswith(prefix)]
 
-    return list(client.run_on_scheduler(keys, prefix=prefix))
+    return list(client.run_on_scheduler(keys, prefix=prefix))  # type: ignore[no-untyped-call]
 
 
 def _client_keys(client: Client, prefix: str) -> list[str]:
@@ -206,7 +209,7 @@ async def test_scatter_sends_a_big_argument_once_per_worker(client: Client) -> N
         async with DaskExecutor(client, scatter={"model": model}, name="scatter") as ex:
             (fut,) = ex._scattered.values()
             assert fut.key in client.futures  # held while the executor is open
-            s = Stream(range(24)).map(tasks.use_model, executor=ex, concurrency=4)
+            s = Stream(range(24)).map(_use_model, executor=ex, concurrency=4)
             out = await s.collect()
             assert ex.info().scattered == ("model",)
     assert not [w for w in caught if "Large object" in str(w.message)]  # not in any task
@@ -235,15 +238,15 @@ async def test_scatter_keyword_the_function_cannot_take_fails_locally(client: Cl
 
 
 async def test_asynchronous_client_on_the_running_loop(client: Client) -> None:
-    address = client.scheduler.address
-    async with Client(address, asynchronous=True) as aclient:
+    address = client.scheduler_info()["address"]
+    async with Client(address, asynchronous=True) as aclient:  # type: ignore[no-untyped-call]
         model = await aclient.scatter(b"abc", broadcast=True)
         with pytest.raises(DaskStageError, match="scatter it yourself"):
             DaskExecutor(aclient, scatter={"model": b"abc"})
         async with DaskExecutor(aclient, scatter={"model": model}) as ex:
-            out = await Stream(range(6)).map(tasks.use_model, executor=ex, concurrency=3).collect()
+            out = await Stream(range(6)).map(_use_model, executor=ex, concurrency=3).collect()
             with pytest.raises(DaskStageError, match="aclose"):
-                ex.submit(tasks.use_model, 0)
+                ex.submit(_use_model, 0)
                 ex.shutdown(wait=True)
             assert ex.in_flight == 1 and not ex.info().closed  # refused, nothing changed
         assert [size for _, _, size in out] == [3] * 6
