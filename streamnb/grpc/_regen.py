@@ -60,8 +60,8 @@ def generate() -> dict[str, bytes]:
             text = path.read_text()
             for mod in modules:
                 text = re.sub(rf"^import {mod} as ", f"from . import {mod} as ", text, flags=re.M)
-            if path.suffix == ".pyi":  # protoc's stubs are not --strict clean
-                text = "# mypy: ignore-errors\n" + text
+            if path.suffix == ".pyi" or path.name.endswith("_grpc.py"):
+                text = "# mypy: ignore-errors\n" + text  # protoc's output is not --strict clean
             files[path.name] = text.encode()
     return files
 

@@ -531,6 +531,8 @@ class GrpcClient:
         final: bool,
     ) -> AsyncIterator[Any]:
         """One call of a server stream. ``final``: this attempt's end is the run's end."""
+        if self._closed:
+            raise RuntimeError(f"GrpcClient({self.target!r}) is closed: cannot call {path}")
         data = self._encode(codec, path, request, 0)
         remaining = deadline.remaining()
         if remaining is not None and remaining <= 0:
@@ -837,6 +839,8 @@ class GrpcClient:
         stats: CallStats,
         dead_letter: DeadLetter[Any] | None,
     ) -> AsyncIterator[Any]:
+        if self._closed:
+            raise RuntimeError(f"GrpcClient({self.target!r}) is closed: cannot call {path}")
         self._started(stats, md, deadline_s)
         call = mc(timeout=deadline_s, metadata=md, wait_for_ready=wait_for_ready)
         live = self._live

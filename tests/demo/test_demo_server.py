@@ -37,12 +37,11 @@ async def test_ephemeral_ports_and_lifecycle() -> None:
 
 async def test_generated_stubs_work_against_the_server() -> None:
     async with DemoServer() as srv, grpc.aio.insecure_channel(srv.address) as ch:
-        stub = pb_grpc.EventFeedStub(ch)
+        stub = pb_grpc.EventFeedStub(ch)  # type: ignore[no-untyped-call]
         events = [e async for e in stub.Subscribe(pb.SubscribeRequest(start=3, count=8))]
         assert [e.seq for e in events] == [3, 4, 5, 6, 7]
-        summary = await pb_grpc.AggregatorStub(ch).Aggregate(
-            iter([pb.Number(value=2), pb.Number(value=8)])
-        )
+        aggregator = pb_grpc.AggregatorStub(ch)  # type: ignore[no-untyped-call]
+        summary = await aggregator.Aggregate(iter([pb.Number(value=2), pb.Number(value=8)]))
         assert (summary.count, summary.mean, summary.min, summary.max) == (2, 5.0, 2.0, 8.0)
 
 

@@ -79,7 +79,7 @@ async def test_task_cancel_cancels_unary_and_client_stream(server: DemoServer) -
             yield {"value": 1, "delay": 30}
             await asyncio.Event().wait()
 
-        streaming = asyncio.create_task(client.client_stream(JSON + "Aggregate", slow()))  # type: ignore[arg-type]
+        streaming = asyncio.create_task(client.client_stream(JSON + "Aggregate", slow()))
         await server.wait_for_call(lambda c: c.method == "Json/Aggregate" and c.received == 1)
         unary.cancel()
         streaming.cancel()
@@ -105,7 +105,7 @@ async def test_break_cancels_bidi_and_stops_sender() -> None:
                 yield f"prompt number {i}"
 
         async with GrpcClient(server.address) as client:
-            answers = client.bidi(JSON + "Chat", prompts())  # type: ignore[arg-type]
+            answers = client.bidi(JSON + "Chat", prompts())
             async with answers.open() as it:
                 async for ev in it:
                     if ev["kind"] == "done":
@@ -140,6 +140,11 @@ async def test_client_close_cancels_open_calls(server: DemoServer) -> None:
     assert channel._channel.closed()  # the channel the client opened is closed
     with pytest.raises(RuntimeError, match="closed"):
         client.server_stream(FEED + "Subscribe", _endless())
+    defined_before = GrpcClient(server.address)
+    async with defined_before:
+        late = defined_before.bidi(JSON + "Echo", [1])
+    with pytest.raises(RuntimeError, match="closed"):
+        await late.collect()
     await no_new_tasks(before)
 
 
@@ -170,7 +175,7 @@ async def test_server_aborts_bidi_midway(client: GrpcClient) -> None:
         await asyncio.Event().wait()  # more to come: only the server's error ends the call
 
     raw_in_json_out = Codec("raw-in-json-out", bytes, json.loads)
-    answers = client.bidi(JSON + "Chat", requests(), codec=raw_in_json_out)  # type: ignore[arg-type]
+    answers = client.bidi(JSON + "Chat", requests(), codec=raw_in_json_out)
     got: list[str] = []
     with pytest.raises(RpcError) as info:
         async for ev in answers:

@@ -81,7 +81,7 @@ def test_resolve_codec() -> None:
 
 
 def test_redact_metadata() -> None:
-    md = [
+    md: list[tuple[str, str | bytes]] = [
         ("authorization", "Bearer secret-1"),
         ("x-api-key", "secret-2"),
         ("x-auth-token", "secret-3"),

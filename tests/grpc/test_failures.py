@@ -55,7 +55,7 @@ async def test_client_default_timeout_applies(server: DemoServer) -> None:
 
 async def test_client_stream_deadline(client: GrpcClient) -> None:
     with pytest.raises(RpcError) as info:
-        await client.client_stream(JSON + "Aggregate", _never_ending(), timeout=0.3)  # type: ignore[arg-type]
+        await client.client_stream(JSON + "Aggregate", _never_ending(), timeout=0.3)
     assert info.value.code == DEADLINE and info.value.sent == 1
 
 
@@ -66,7 +66,7 @@ async def test_bidi_deadline(client: GrpcClient) -> None:
 
     got: list[str] = []
     with pytest.raises(RpcError) as info:
-        async for ev in client.bidi(JSON + "Chat", prompts(), timeout=0.3):  # type: ignore[arg-type]
+        async for ev in client.bidi(JSON + "Chat", prompts(), timeout=0.3):
             got.append(ev["kind"])
     assert info.value.code == DEADLINE
     assert got[-1] == "done"  # the first answer arrived before the deadline
@@ -217,7 +217,7 @@ async def test_client_stream_request_source_error_propagates(
     server: DemoServer, client: GrpcClient
 ) -> None:
     with pytest.raises(Boom) as info:
-        await client.client_stream(JSON + "Aggregate", _failing_requests())  # type: ignore[arg-type]
+        await client.client_stream(JSON + "Aggregate", _failing_requests())
     assert any("request #2" in n and "Aggregate" in n for n in info.value.__notes__)
     call = await server.wait_for_call(lambda c: c.method == "Json/Aggregate" and c.finished)
     assert call.cancelled and call.received <= 2  # the server never saw a half-close
@@ -235,7 +235,7 @@ async def test_bidi_request_source_error_propagates() -> None:
 
         got: list[str] = []
         with pytest.raises(Boom) as info:
-            async for ev in client.bidi(JSON + "Chat", prompts()):  # type: ignore[arg-type]
+            async for ev in client.bidi(JSON + "Chat", prompts()):
                 got.append(ev["kind"])
         assert any("request #1" in n for n in info.value.__notes__)
         assert "done" not in got
