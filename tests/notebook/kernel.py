@@ -6,6 +6,7 @@ widget state does not see updates made by background tasks after their cell ende
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,6 +51,16 @@ class Kernel:
         line = next((ln for ln in text.splitlines() if ln.startswith("@@")), None)
         assert line is not None, f"{expr!r} printed nothing parseable: {text!r}"
         return json.loads(line[2:])
+
+    async def wait_until(self, expr: str, *, limit: float = 60.0) -> None:
+        """Evaluate ``expr`` in the kernel every 0.2 s until it is true (a busy CI machine
+        can be slow; a fixed sleep would make the test flaky)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while not await self.value(f"bool({expr})"):
+            if loop.time() > deadline:
+                raise AssertionError(f"{expr!r} still false in the kernel after {limit} s")
+            await asyncio.sleep(0.2)
 
     def text(self, cell: Any) -> str:
         return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")

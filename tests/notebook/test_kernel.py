@@ -31,7 +31,7 @@ async def test_background_run_keeps_updating_after_its_cell_ends(tmp_path: Path)
         assert not k.errors(cell)
         assert "started pending" in k.text(cell)
         assert any(o.output_type == "display_data" for o in cell.outputs)  # the dashboard
-        await asyncio.sleep(1.0)
+        await k.wait_until("h.items > 0 and h._dashboard.bar.bar_style == 'info'")
         first = await k.value("[h.status, h.items, h._dashboard.bar.bar_style]")
         await asyncio.sleep(1.0)
         second = await k.value(
@@ -55,7 +55,7 @@ async def test_background_run_keeps_updating_after_its_cell_ends(tmp_path: Path)
 
         # the stop button's handler, as a click from the frontend would run it
         await k.cell("h._dashboard.stop_button.click()")
-        await asyncio.sleep(0.3)
+        await k.wait_until("h.done")
         end = await k.value(
             "[h.status, closed, h._dashboard.stop_button.disabled, "
             "[t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith('streamnb')]]"
@@ -68,9 +68,9 @@ async def test_rerunning_a_named_cell_stops_the_old_run(tmp_path: Path) -> None:
         await k.cell(SLOW_SOURCE + "\nhandles = []")
         code = "h = Stream(ticks).monitor('t').start(name='same'); handles.append(h)"
         await k.cell(code)
-        await asyncio.sleep(0.5)
+        await k.wait_until("handles[0].items > 0")
         await k.cell(code)  # re-running the same cell
-        await asyncio.sleep(1.5)  # the old run's final plot imports matplotlib once per kernel
+        await k.wait_until("handles[1].items > 0")
         state = await k.value(
             "[[x.status for x in handles], list(active_runs()), closed, handles[1].items > 0]"
         )
@@ -84,7 +84,7 @@ async def test_interrupting_a_foreground_run_leaves_no_pending_tasks(tmp_path: P
         loop_task = asyncio.ensure_future(
             k.cell("await Stream(ticks).buffer(8, name='buf').monitor('buf').run(name='fg')")
         )
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2.0)
         assert not loop_task.done(), "the foreground run ended before the interrupt"
         await k.client.km.interrupt_kernel()
         cell = await asyncio.wait_for(loop_task, 30)
@@ -127,7 +127,7 @@ async def test_failure_turns_the_dashboard_red(tmp_path: Path) -> None:
             "h = Stream(range(20)).map(bad).monitor('m').start(name='boom')"
         )
         assert not k.errors(cell)
-        await asyncio.sleep(0.5)
+        await k.wait_until("h.done")
         state = await k.value(
             "[h.status, h._dashboard.bar.bar_style, 'row 7 is bad' in h._dashboard.info.value]"
         )
