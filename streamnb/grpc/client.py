@@ -254,6 +254,11 @@ class GrpcClient:
             self._channel: grpc.aio.Channel | None = None
             self._owns_channel = True
         else:
+            if credentials is not None or opts:
+                raise ValueError(
+                    "GrpcClient(channel, ...): credentials, message sizes and options belong to "
+                    "the channel you pass; set them when you create it"
+                )
             self.target = "<channel>"
             self._channel = target
             self._owns_channel = False

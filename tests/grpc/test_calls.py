@@ -214,6 +214,8 @@ async def test_existing_channel_is_used_not_closed(server: DemoServer) -> None:
         # still usable after the client closed
         reply = await channel.unary_unary(JSON + "Get")(b"{}")
         assert b'"seq": 0' in reply
+        with pytest.raises(ValueError, match="belong to the channel"):
+            GrpcClient(channel, max_receive_message_length=10)
 
 
 async def test_max_receive_message_length(server: DemoServer) -> None:
