@@ -11,7 +11,7 @@ Stream's business::
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
     client = Client(cluster)
-    with DaskExecutor(client, scatter={"model": big_model}) as ex:
+    async with DaskExecutor(client, scatter={"model": big_model}) as ex:
         scores = await (
             Stream(rows)
             .map(score, executor=ex, concurrency=8)     # score(row, *, model) on the cluster
@@ -27,6 +27,8 @@ What it adds over ``client.get_executor()`` (which also works with ``map(executo
 * **Cancellation never blocks the event loop.** When the consumer breaks, is cancelled or
   the run stops, the stage cancels its in-flight calls and this executor cancels their Dask
   futures asynchronously on the client's own loop; the scheduler releases them.
+  (``get_executor()`` cancels too, but with a synchronous round trip to the scheduler per
+  call, on the event loop's thread.)
 * **The remote traceback, and nothing that pins the task.** The exception re-raised locally
   is the worker's exception object with the worker's frames (then the stage adds its note:
   stage name and item index). Frames of the local waiting machinery are cut off, so a kept
@@ -37,17 +39,27 @@ What it adds over ``client.get_executor()`` (which also works with ``map(executo
   constant argument (a model, a lookup table, more than ~1 MB) would otherwise be pickled
   into every task - Dask warns "Large object ... detected in task graph" when that happens.
   It does not help for the items themselves: each item is sent to the cluster exactly once
-  anyway, so scattering it first only adds a round trip. For many small items, batch them
-  (``.batch(64).map(score_many, executor=ex)``): a Dask task costs around a millisecond of
-  scheduling, so tasks of less than ~10 ms waste a good part of the cluster.
+  anyway, so scattering it first only adds a round trip. The function receives the
+  scattered objects as keyword arguments (``def score(row, *, model)``); for a type checker
+  such a function is not a one-argument callable, so cast it or give the keyword a default.
+  Scattered keywords go to *every* call of the executor: use one executor per stage.
+* **Task size.** Each call is one Dask task, and a task costs the client and the scheduler
+  one to a few milliseconds of CPU (measured ~3 ms per task on a loaded 2-core machine,
+  where the LocalCluster scheduler shares the cores with the workers). Calls of a few
+  milliseconds therefore gain little or even lose against threads; batch them
+  (``.batch(32).map(score_many, executor=ex)``) so that a task does at least ~50 ms of work.
+  Keep ``concurrency`` at two to four tasks per worker thread so that workers never wait.
 * **Live figures**: :meth:`DaskExecutor.info` returns a :class:`DaskStageInfo` (futures in
   flight on the cluster, the highest number seen, counts, the dashboard link), and
   :func:`stage_infos` lists those of every open executor for a dashboard.
 
 Backpressure reaches the cluster through the stage: ``map(concurrency=N)`` never has more
-than N calls outstanding, so never more than N of its futures exist. A Dask task that
-already runs on a worker cannot be interrupted (Python threads cannot be killed): after a
-cancellation the scheduler forgets it at once, but the worker finishes the current call.
+than N calls outstanding, and each finished task is released before its result is handed
+to the stage, so the scheduler never holds more than N of the stage's tasks. A Dask task
+that already runs on a worker cannot be interrupted (Python threads cannot be killed): after
+a cancellation the scheduler forgets it within a round trip, but the worker finishes the
+current call. ``map(breaker=...)`` does not combine with a remote executor: the breaker
+would travel with the function and count failures on the worker, not here.
 
 The client may be synchronous (``Client(cluster)``, the usual case in a notebook; Dask runs
 it on its own thread) or asynchronous (``await Client(cluster, asynchronous=True)`` on the

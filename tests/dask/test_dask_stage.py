@@ -64,6 +64,12 @@ def _client_keys(client: Client, prefix: str) -> list[str]:
     return [str(k) for k in list(client.futures) if str(k).startswith(prefix)]
 
 
+def _no_other_tasks() -> None:
+    """Nothing of the run is left pending on this test's event loop."""
+    left = asyncio.all_tasks() - {asyncio.current_task()}
+    assert not left, left
+
+
 async def _released(client: Client, prefix: str, ex: DaskExecutor | None = None) -> None:
     """Wait (bounded) until neither the client nor the scheduler holds a ``prefix`` key."""
     for _ in range(400):
@@ -161,6 +167,7 @@ async def test_break_cancels_outstanding_futures(client: Client) -> None:
                 assert x == 0
                 assert it.stages["map(nap)"]["pool"].in_flight >= 1
                 break
+        _no_other_tasks()
         # the stage's calls were cancelled; the cluster lets go of their futures
         await _released(client, "nap", ex)
         info = ex.info()
@@ -182,6 +189,7 @@ async def test_cancelling_the_consumer_task_cancels_outstanding_futures(client: 
         consumer.cancel()
         with pytest.raises(asyncio.CancelledError):
             await consumer
+        _no_other_tasks()
         await _released(client, "nap", ex)
         assert ex.info().cancelled >= 3
     finally:
