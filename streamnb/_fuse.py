@@ -14,10 +14,13 @@ and the exception gets a note naming that operator and the item index
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .metrics import _Pace
 from .recovery import SKIP, annotate
 
 
@@ -46,47 +49,72 @@ class Fragment:
     stamped: bool = False
 
 
-def _monitor_lines(frags: list[Fragment]) -> None:
-    """Fill in the bodies of the monitors of a run.
+class _Ticker:
+    """The run's periodic duty, done every ``step`` items instead of per item.
 
-    A monitor that only 1:1 operators precede counts with the run's own item counter ``i``
-    (free); others keep a local counter. One shared check, ``if i >= _K``, placed at the first
-    monitor, publishes all of them at the pace the first meter sets (every item for a slow
-    stream, up to every 1024 items for a fast one).
+    It publishes the counts of the run's monitors to their meters, gives the event loop a
+    turn when the run has held it for ``_YIELD_EVERY`` seconds (a fused loop over a fast
+    source would otherwise starve the dashboard timer, widget buttons and the kernel), and
+    paces itself - through :class:`streamnb.metrics._Pace` - to come round every ~20 ms:
+    every item for a slow stream, every ``MAX_PUBLISH_STEP`` items at most for a fast one.
     """
-    exact = True
-    first = True
-    publish: list[str] = []
-    head: Fragment | None = None
+
+    __slots__ = ("clock", "last_yield", "meters", "pace")
+
+    def __init__(self, meters: list[Any]) -> None:
+        self.meters = meters
+        self.pace = _Pace()
+        self.clock = time.monotonic
+        self.last_yield = self.pace.last = self.clock()
+
+    async def tick(self, counts: tuple[tuple[int, int, Any], ...]) -> int:
+        now = self.clock()
+        for m, (n, b, last) in zip(self.meters, counts, strict=True):
+            m._publish(n, b, last)
+        if now - self.last_yield >= _YIELD_EVERY:
+            await asyncio.sleep(0)
+            self.last_yield = self.clock()
+        return self.pace.next_step(now)
+
+
+_YIELD_EVERY = 0.02
+
+
+def _monitor_lines(frags: list[Fragment], exact: list[bool]) -> tuple[str, list[Any]]:
+    """Fill in the monitors' lines; return the tick call's counts expression and meters.
+
+    A monitor that only 1:1 operators precede counts with the run's own counter ``i``
+    (no per-item work at all); the others keep a local counter.
+    """
+    counts: list[str] = []
+    meters: list[Any] = []
     for j, f in enumerate(frags):
-        if f.meter is not None:
-            count = "i" if exact else f"n{j}"
-            f.body = [] if exact else [f"n{j} += 1"]
-            f.init = [] if exact else [f"n{j} = 0"]
-            f.init += [f"b{j} = 0", f"l{j} = None"]
-            if f.sized:
-                f.body.append(f"b{j} += s{j}(x)")
-            if f.stamped:
-                f.body.append(f"l{j} = x")
-            f.final = [f"m{j}._finish({count}, b{j}, _exc)"]
-            if first:
-                publish.append(f"    _K = i + m{j}._publish({count}, b{j}, l{j})")
-                head = f
-                first = False
-            else:
-                publish.append(f"    m{j}._publish({count}, b{j}, l{j})")
-        exact = exact and f.one_to_one
-    if head is not None:
-        head.init.append("_K = 1")
-        head.body += ["if i >= _K:", *publish]
+        if f.meter is None:
+            continue
+        if exact[j]:
+            f.body, f.init = [], []
+            seen, final = "i - 1", f"i - (_fj <= {j})"
+        else:
+            f.body, f.init = [f"n{j} += 1"], [f"n{j} = 0"]
+            seen = final = f"n{j}"
+        f.init += [f"b{j} = 0", f"l{j} = None"]
+        if f.sized:
+            f.body.append(f"b{j} += s{j}(x)")
+        if f.stamped:
+            f.body.append(f"l{j} = x")
+        f.final = [f"m{j}._finish({final}, b{j}, _exc)"]
+        counts.append(f"({seen}, b{j}, l{j})")
+        meters.append(f.meter)
+    return "(" + "".join(c + ", " for c in counts) + ")", meters
 
 
 _CACHE: dict[tuple[Any, ...], Callable[..., AsyncIterator[Any]]] = {}
 
 
-def _shape(frags: list[Fragment], sync_source: bool) -> tuple[Any, ...]:
+def _shape(frags: list[Fragment], sync_source: bool, counts: str) -> tuple[Any, ...]:
     return (
         sync_source,
+        counts,
         tuple(
             (tuple(f.body), tuple(f.init), tuple(f.tail), tuple(f.final), tuple(f.params))
             for f in frags
@@ -94,23 +122,29 @@ def _shape(frags: list[Fragment], sync_source: bool) -> tuple[Any, ...]:
     )
 
 
-def _compile(frags: list[Fragment], sync_source: bool) -> tuple[Callable[..., Any], dict[int, int]]:
+def _compile(
+    frags: list[Fragment], sync_source: bool, counts: str
+) -> tuple[Callable[..., Any], dict[int, int]]:
     names: list[str] = []
     for f in frags:
         names.extend(f.params)
-    lines = ["async def _run(_src, _P, _SKIP, _note):"]
+    lines = ["async def _run(_src, _P, _SKIP, _note, _T):"]
     lines.append(
         f"    ({', '.join(names)}{',' if len(names) == 1 else ''}) = _P" if names else "    pass"
     )
     lines.append("    i = 0")
     lines.append("    x = None")
     lines.append("    _exc = None")
+    lines.append("    _fj = 1 << 30")  # index of the operator that raised, if any
+    lines.append("    _K = 1")
     for f in frags:
         lines.extend("    " + s for s in f.init)
     lines.append("    try:")
     loop_line = len(lines) + 1
     lines.append("        for x in _src:" if sync_source else "        async for x in _src:")
     lines.append("            i += 1")
+    lines.append("            if i >= _K:")
+    lines.append(f"                _K = i + await _T.tick({counts})")
     linemap: dict[int, int] = {}
     for j, f in enumerate(frags):
         for s in f.body:
@@ -123,7 +157,7 @@ def _compile(frags: list[Fragment], sync_source: bool) -> tuple[Callable[..., An
             linemap[len(lines)] = j
     lines.append("    except BaseException as _e:")
     lines.append("        _exc = _e")
-    lines.append("        _note(_e, i, x, locals())")
+    lines.append("        _fj = _note(_e, i, x, locals())")
     lines.append("        raise")
     lines.append("    finally:")
     for f in frags:
@@ -148,7 +182,6 @@ def fuse(
     frags: list[Fragment], src: AsyncIterator[Any] | Iterator[Any], sync_source: bool
 ) -> AsyncIterator[Any]:
     """One async generator applying ``frags`` in order to every item of ``src``."""
-    _monitor_lines(frags)
     exact = []
     ok = True
     for j, f in enumerate(frags):
@@ -159,10 +192,11 @@ def fuse(
             f.init = [*f.init, f"c{j} = 0"]
             f.counter = True
         ok = ok and f.one_to_one
-    key = _shape(frags, sync_source)
+    counts, meters = _monitor_lines(frags, exact)
+    key = _shape(frags, sync_source, counts)
     hit = _CACHE.get(key)
     if hit is None:
-        fn, linemap = _compile(frags, sync_source)
+        fn, linemap = _compile(frags, sync_source, counts)
         _LINEMAPS[key] = linemap
         _CACHE[key] = fn
     else:
@@ -174,19 +208,16 @@ def fuse(
     labels = [f.label for f in frags]
     counted = [f.counter for f in frags]
 
-    def note(exc: BaseException, i: int, x: Any, names: dict[str, Any]) -> None:
-        if isinstance(exc, GeneratorExit | KeyboardInterrupt | SystemExit) or _is_cancel(exc):
-            return
+    def note(exc: BaseException, i: int, x: Any, names: dict[str, Any]) -> int:
+        """Annotate ``exc``; return the index of the operator that raised (else a big int)."""
         tb = exc.__traceback__
         j = linemap.get(tb.tb_lineno) if tb is not None else None
-        if j is None:
-            return
-        if j == -1:
-            if sync_source:
+        if j is None or j == -1:
+            if j == -1 and sync_source and not _quiet(exc):
                 annotate(exc, "source", i, "<next item>")
-            return
-        if any(n.startswith("streamnb:") for n in getattr(exc, "__notes__", ())):
-            return
+            return 1 << 30
+        if _quiet(exc) or any(n.startswith("streamnb:") for n in getattr(exc, "__notes__", ())):
+            return j
         if exact[j]:
             index: int | None = i - 1
         elif counted[j]:
@@ -194,15 +225,15 @@ def fuse(
         else:
             index = None
         annotate(exc, labels[j], index, x)
+        return j
 
-    gen: AsyncIterator[Any] = fn(src, tuple(params), SKIP, note)
+    gen: AsyncIterator[Any] = fn(src, tuple(params), SKIP, note, _Ticker(meters))
     return gen
 
 
 _LINEMAPS: dict[tuple[Any, ...], dict[int, int]] = {}
 
 
-def _is_cancel(exc: BaseException) -> bool:
-    import asyncio
-
-    return isinstance(exc, asyncio.CancelledError)
+def _quiet(exc: BaseException) -> bool:
+    """Ways of ending that are not failures of an operator: no note for them."""
+    return isinstance(exc, GeneratorExit | KeyboardInterrupt | SystemExit | asyncio.CancelledError)

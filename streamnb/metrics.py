@@ -144,7 +144,6 @@ class Meter:
     _latencies: deque[float] = field(default_factory=lambda: deque(maxlen=64))
     _next_log: float = 0.0
     _next_log_items: int = 0
-    _pace: _Pace = field(default_factory=lambda: _Pace())
 
     # -- writer side (the stage) -------------------------------------------------------------
     def _start(self) -> None:
@@ -154,18 +153,15 @@ class Meter:
         self.first_t = self.last_t = None
         self._samples.clear()
         self._latencies.clear()
-        self._pace = _Pace()
         self._next_log_items = self.log_every_items or 0
 
-    def _publish(self, items: int, nbytes: int, item: Any) -> int:
-        """Take the stage's local counts; ``item`` is the latest one (for a latency sample).
-
-        Returns how many more items the stage should let pass before publishing again.
-        """
+    def _publish(self, items: int, nbytes: int, item: Any) -> None:
+        """Take the stage's counts (``item``: the latest one, for a latency sample)."""
         now = self.clock()
         if self.first_t is None:
+            if not items:
+                return
             self.first_t = now
-            self._pace.last = now
             if self.log_every is not None:
                 self._next_log = now + self.log_every
         self.items = items
@@ -184,7 +180,6 @@ class Meter:
                 step = self.log_every_items
                 self._next_log_items = (items // step + 1) * step
             _log.info("streamnb.metrics", **self._log_fields())
-        return self._pace.next_step(now)
 
     def _finish(self, items: int, nbytes: int, exc: BaseException | None) -> None:
         """Publish the final counts and the way the stage ended."""

@@ -101,12 +101,13 @@ async def _from_sync(it: Iterator[T]) -> AsyncGenerator[T, None]:
 
 async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]:
     obj = factory()
-    if not hasattr(obj, "__aiter__") and not hasattr(obj, "__iter__"):
+    try:
+        it = _aiter_any(obj)
+    except TypeError:
         raise TypeError(
             f"Stream(factory): the factory returned {type(obj).__name__}, "
             "not an iterable or async iterable"
-        )
-    it = _aiter_any(obj)
+        ) from None
     try:
         async for x in it:
             yield x
@@ -118,9 +119,13 @@ def _aiter_any(obj: Any) -> AsyncIterator[Any]:
     """An async iterator over any sync or async iterable (a Stream included)."""
     if hasattr(obj, "__aiter__"):
         return cast(AsyncIterator[Any], obj.__aiter__())
-    if hasattr(obj, "__iter__"):
-        return _from_sync(iter(obj))
-    raise TypeError(f"expected an iterable or async iterable, got {type(obj).__name__}")
+    try:
+        it = iter(obj)  # not hasattr(__iter__): sequences with only __getitem__ count too
+    except TypeError:
+        raise TypeError(
+            f"expected an iterable or async iterable, got {type(obj).__name__}"
+        ) from None
+    return _from_sync(it)
 
 
 class _Source:
@@ -137,7 +142,7 @@ class _Source:
             self._kind = "async"
         elif hasattr(obj, "__next__"):
             self._kind = "sync_once"
-        elif hasattr(obj, "__iter__"):
+        elif hasattr(obj, "__iter__") or hasattr(obj, "__getitem__"):
             self._kind = "sync"
         elif callable(obj):
             self._kind = "factory"
@@ -474,7 +479,7 @@ class _WindowOp(_Op):
     def fragment(self, j: int, run: _Run, link: _Link) -> Fragment:
         from .window import Window
 
-        w = Window(last=self.last, seconds=self.seconds)
+        w = Window(last=self.last, seconds=self.seconds, name=self.name)
         run.windows[run.unique(run.windows, self.name, "window")] = w
         return Fragment(self.label, [f"w{j}(x)"], {f"w{j}": w.append}, user_code=False)
 
