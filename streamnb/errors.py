@@ -16,8 +16,9 @@ note (``exc.add_note``) naming the stage and the item index where they happened.
      ├── RetryExhaustedError      a resilient source or per-item retry gave up
      ├── CircuitOpenError         a CircuitBreaker is open and refused the call
      ├── PipelineStoppedError     a run was stopped before it finished
-     └── RpcError                 (streamnb.grpc) a failed call: method, code, details
-          └── DecodeError         a message that could not be decoded: method, index
+     ├── RpcError                 (streamnb.grpc) a failed call: method, code, details
+     │    └── DecodeError         a message that could not be decoded: method, index
+     └── EncodeError              (streamnb.grpc) a request that could not be encoded
 """
 
 from __future__ import annotations

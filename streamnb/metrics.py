@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import structlog
+from ._log import get_logger
 
 if TYPE_CHECKING:
     from .buffer import BufferStats
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_PUBLISH_STEP", "Meter", "MetricsSnapshot", "StageStatus"]
 
-_log = structlog.get_logger("streamnb.metrics")
+_log = get_logger("streamnb.metrics")
 
 #: Upper bound on how many items may pass between two publications of a meter's counters.
 MAX_PUBLISH_STEP = 1024

@@ -28,8 +28,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-import structlog
-
+from ._log import get_logger
 from .errors import CircuitOpenError, RetryExhaustedError
 
 __all__ = [
@@ -43,7 +42,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_log = structlog.get_logger("streamnb.recovery")
+_log = get_logger("streamnb.recovery")
 
 ErrorPolicy = Literal["raise", "skip", "retry"]
 _POLICIES: tuple[str, ...] = ("raise", "skip", "retry")

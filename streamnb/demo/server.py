@@ -41,16 +41,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from streamnb.grpc._generated import streamnb_demo_pb2 as pb
 
+from .._log import get_logger
+
 __all__ = ["SERVICE_NAMES", "DemoServer", "ServedCall", "answer_prompt"]
 
-_log = structlog.get_logger("streamnb.demo")
+_log = get_logger("streamnb.demo")
 
 _PKG = "streamnb.demo.v1"
 #: Services of the demo server that carry protobuf descriptors (listed by reflection).

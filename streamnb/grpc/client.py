@@ -39,11 +39,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypeAlias
 
 import grpc
-import structlog
 
 from streamnb import DeadLetter, RetryPolicy, Stream
 from streamnb.recovery import CircuitBreaker
 
+from .._log import get_logger
 from .codecs import Codec, CodecLike, resolve_codec
 from .errors import RETRYABLE_CODES, DecodeError, EncodeError, RpcError
 
@@ -56,7 +56,7 @@ __all__ = [
     "redact_metadata",
 ]
 
-_log = structlog.get_logger("streamnb.grpc")
+_log = get_logger("streamnb.grpc")
 
 CallShape = Literal["unary", "server_stream", "client_stream", "bidi"]
 MetadataLike: TypeAlias = Mapping[str, str | bytes] | Sequence[tuple[str, str | bytes]]

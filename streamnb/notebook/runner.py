@@ -34,8 +34,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import structlog
-
+from .._log import get_logger
 from ..errors import PipelineStoppedError, StreamnbError
 from ..metrics import MetricsSnapshot
 from . import _env
@@ -58,7 +57,7 @@ __all__ = [
     "start",
 ]
 
-_log = structlog.get_logger("streamnb.notebook")
+_log = get_logger("streamnb.notebook")
 
 #: Dashboard refreshes per second unless ``refresh=`` says otherwise.
 DEFAULT_REFRESH = 4.0
