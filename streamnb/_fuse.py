@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .metrics import _Pace
+from .metrics import MAX_PUBLISH_STEP, PUBLISH_INTERVAL
 from .recovery import SKIP, annotate
 
 
@@ -52,29 +52,46 @@ class Fragment:
 class _Ticker:
     """The run's periodic duty, done every ``step`` items instead of per item.
 
-    It publishes the counts of the run's monitors to their meters, gives the event loop a
-    turn when the run has held it for ``_YIELD_EVERY`` seconds (a fused loop over a fast
-    source would otherwise starve the dashboard timer, widget buttons and the kernel), and
-    paces itself - through :class:`streamnb.metrics._Pace` - to come round every ~20 ms:
-    every item for a slow stream, every ``MAX_PUBLISH_STEP`` items at most for a fast one.
+    Each tick reads the clock once. Every ``PUBLISH_INTERVAL`` (20 ms) it publishes the counts
+    of the run's monitors to their meters; every ``_YIELD_EVERY`` it asks the run to give the
+    event loop a turn (a fused loop over a fast source would otherwise starve the dashboard
+    timer, widget buttons and the kernel). ``step`` adapts so that ticks come about every
+    millisecond or two: every item for a slow stream, every ``MAX_PUBLISH_STEP`` items at
+    most for a fast one.
     """
 
-    __slots__ = ("clock", "last_yield", "meters", "pace")
+    __slots__ = ("clock", "due", "last", "last_pub", "last_yield", "meters", "step", "unstarted")
 
     def __init__(self, meters: list[Any]) -> None:
         self.meters = meters
-        self.pace = _Pace()
         self.clock = time.monotonic
-        self.last_yield = self.pace.last = self.clock()
+        self.last = self.last_yield = self.clock()
+        self.last_pub = float("-inf")
+        self.unstarted = bool(meters)  # some meter still waits for its first item
+        self.step = 1
+        self.due = False
 
-    async def tick(self, counts: tuple[tuple[int, int, Any], ...]) -> int:
+    def tick(self, counts: tuple[tuple[int, int, Any], ...]) -> int:
         now = self.clock()
-        for m, (n, b, last) in zip(self.meters, counts, strict=True):
-            m._publish(n, b, last)
+        if self.unstarted or now - self.last_pub >= PUBLISH_INTERVAL:
+            self.last_pub = now
+            for m, (n, b, last) in zip(self.meters, counts, strict=True):
+                m._publish(n, b, last)
+            self.unstarted = any(m.first_t is None for m in self.meters)
         if now - self.last_yield >= _YIELD_EVERY:
-            await asyncio.sleep(0)
-            self.last_yield = self.clock()
-        return self.pace.next_step(now)
+            self.due = True
+        dt = now - self.last
+        self.last = now
+        if dt < 0.001:
+            self.step = min(self.step * 2, MAX_PUBLISH_STEP)
+        elif dt > 0.004 and self.step > 1:
+            self.step //= 2
+        return self.step
+
+    async def pause(self) -> None:
+        self.due = False
+        await asyncio.sleep(0)
+        self.last_yield = self.clock()
 
 
 _YIELD_EVERY = 0.02
@@ -144,7 +161,9 @@ def _compile(
     lines.append("        for x in _src:" if sync_source else "        async for x in _src:")
     lines.append("            i += 1")
     lines.append("            if i >= _K:")
-    lines.append(f"                _K = i + await _T.tick({counts})")
+    lines.append(f"                _K = i + _T.tick({counts})")
+    lines.append("                if _T.due:")
+    lines.append("                    await _T.pause()")
     linemap: dict[int, int] = {}
     for j, f in enumerate(frags):
         for s in f.body:

@@ -31,13 +31,14 @@ if TYPE_CHECKING:
     from .buffer import BufferStats
     from .recovery import DeadLetter
 
-__all__ = ["MAX_PUBLISH_STEP", "Meter", "MetricsSnapshot", "StageStatus"]
+__all__ = ["MAX_PUBLISH_STEP", "PUBLISH_INTERVAL", "Meter", "MetricsSnapshot", "StageStatus"]
 
 _log = get_logger("streamnb.metrics")
 
-#: Upper bound on how many items may pass between two publications of a meter's counters.
+#: Seconds between two publications of a running stage's counters.
+PUBLISH_INTERVAL = 0.02
+#: Most items that pass between two looks at the clock (so at most this many are unpublished).
 MAX_PUBLISH_STEP = 1024
-_TARGET_INTERVAL = 0.02  # seconds between publications the pacing aims for
 
 StageStatus = Literal["idle", "running", "done", "failed", "cancelled"]
 
@@ -90,23 +91,6 @@ class MetricsSnapshot:
         d = asdict(self)
         d["utilisation"] = self.utilisation
         return d
-
-
-@dataclass(slots=True)
-class _Pace:
-    """Adapts how many items pass between publications so that they happen ~every 20 ms."""
-
-    step: int = 1
-    last: float = 0.0
-
-    def next_step(self, now: float) -> int:
-        dt = now - self.last
-        self.last = now
-        if dt < _TARGET_INTERVAL / 2:
-            self.step = min(self.step * 2, MAX_PUBLISH_STEP)
-        elif dt > _TARGET_INTERVAL * 2 and self.step > 1:
-            self.step = max(1, self.step // 2)
-        return self.step
 
 
 @dataclass(eq=False)
