@@ -18,7 +18,8 @@ note (``exc.add_note``) naming the stage and the item index where they happened.
      ├── PipelineStoppedError     a run was stopped before it finished
      ├── RpcError                 (streamnb.grpc) a failed call: method, code, details
      │    └── DecodeError         a message that could not be decoded: method, index
-     └── EncodeError              (streamnb.grpc) a request that could not be encoded
+     ├── EncodeError              (streamnb.grpc) a request that could not be encoded
+     └── DaskStageError           (streamnb.dask) a Dask stage used the wrong way
 """
 
 from __future__ import annotations

@@ -370,18 +370,26 @@ class _MapOp(_Op):
 
     def build(self, src: AsyncIterator[Any], run: _Run, link: _Link) -> AsyncIterator[Any]:
         policy = self._policy(run, link)
-        fn = self._effective_fn()
+        stats: dict[str, Any] = {}
         if self.executor is not None:
-            executor, plain = self.executor, fn
+            # the plain function travels to the executor; a breaker stays here, around the
+            # awaited call, so its state is this process's and nothing extra is shipped
+            executor, plain, breaker = self.executor, self.fn, self.breaker
             loop = asyncio.get_running_loop()
+            stats["executor"] = executor
 
             def offload(x: Any) -> Awaitable[Any]:
                 return loop.run_in_executor(executor, plain, x)
 
             afn: Callable[[Any], Awaitable[Any]] = offload
+            if breaker is not None:
+
+                async def guarded(x: Any) -> Any:
+                    return await breaker.call(offload, x)
+
+                afn = guarded
         else:
-            afn = fn
-        stats: dict[str, Any] = {}
+            afn = self._effective_fn()
         run.stages[self.label] = stats
         return concurrent_map(src, afn, self.concurrency, self.ordered, policy, stats)
 
