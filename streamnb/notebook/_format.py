@@ -226,6 +226,53 @@ class RunFrame:
     stages: Mapping[str, MetricsSnapshot]
     taken_at: float
     window_tail: tuple[tuple[float, Any], ...] = ()
+    concurrent: tuple[ConcurrentStage, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConcurrentStage:
+    """A ``map(concurrency=N)`` stage: calls in flight now and at most, and - for a stage on
+    a Dask cluster - the cluster's dashboard link."""
+
+    name: str
+    in_flight: int
+    max_in_flight: int
+    concurrency: int
+    dashboard_link: str | None = None
+
+
+def concurrent_stages(stages: Mapping[str, Mapping[str, Any]]) -> tuple[ConcurrentStage, ...]:
+    """Rows for the concurrent stages of a run, from ``iteration.stages``.
+
+    An executor that has an ``info()`` with a ``dashboard_link`` (``streamnb.dask``'s
+    DaskExecutor) contributes its link; nothing here imports Dask.
+    """
+    rows = []
+    for name, live in stages.items():
+        pool = live.get("pool")
+        if pool is None:
+            continue
+        link = None
+        info = getattr(live.get("executor"), "info", None)
+        if callable(info):
+            link = getattr(info(), "dashboard_link", None)
+        rows.append(ConcurrentStage(name, pool.in_flight, pool.max_in_flight, pool.n, link))
+    return tuple(rows)
+
+
+def concurrent_html(rows: Sequence[ConcurrentStage]) -> str:
+    """One line per concurrent stage: ``map(f): 3/4 in flight (max 4) · dashboard``."""
+    lines = []
+    for r in rows:
+        link = ""
+        if r.dashboard_link:
+            url = html.escape(r.dashboard_link, quote=True)
+            link = f' · <a href="{url}" target="_blank">cluster dashboard</a>'
+        lines.append(
+            f"<div><code>{html.escape(r.name)}</code>: {r.in_flight}/{r.concurrency} in flight "
+            f"(max {r.max_in_flight}){link}</div>"
+        )
+    return "".join(lines)
 
 
 def progress_for(frame: RunFrame) -> ProgressView:

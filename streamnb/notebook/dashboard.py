@@ -37,6 +37,7 @@ from ._format import (
     ThroughputHistory,
     buffer_gauges,
     buffer_gauges_html,
+    concurrent_html,
     progress_for,
     stage_rows,
     stage_table_html,
@@ -213,6 +214,7 @@ class Dashboard:
         parts = [
             stage_table_html(stage_rows(frame.stages)),
             buffer_gauges_html(buffer_gauges(frame.stages)),
+            concurrent_html(frame.concurrent),
         ]
         if self.show_window and frame.window_tail:
             parts.append(window_table_html(frame.window_tail[-self.show_window :]))

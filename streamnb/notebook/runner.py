@@ -38,7 +38,14 @@ from .._log import get_logger
 from ..errors import PipelineStoppedError, StreamnbError
 from ..metrics import MetricsSnapshot
 from . import _env
-from ._format import FINISHED, RunFrame, RunStatus, check_transition
+from ._format import (
+    FINISHED,
+    ConcurrentStage,
+    RunFrame,
+    RunStatus,
+    check_transition,
+    concurrent_stages,
+)
 from ._text import TextProgress, text_line
 
 if TYPE_CHECKING:
@@ -297,7 +304,11 @@ class Run:
                     self._window = None
             if self._window is not None:
                 window_tail = tuple(self._window.tail(5))
+        concurrent: tuple[ConcurrentStage, ...] = ()
+        if self.mode == "widget" and self._iteration is not None:
+            concurrent = concurrent_stages(self._iteration.stages)
         return RunFrame(
+            concurrent=concurrent,
             name=self.name,
             status=self._status,
             items=self._items,
