@@ -435,6 +435,9 @@ class ThroughputHistory:
     """
 
     maxlen: int = 240
+    #: refreshes closer than this to the previous point are merged into the next one: the
+    #: final refresh right after a periodic one would otherwise draw a spike from a tiny dt
+    min_dt: float = 0.05
     _last: dict[str, tuple[float, int]] = field(default_factory=dict)
     _points: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
     version: int = 0
@@ -443,8 +446,10 @@ class ThroughputHistory:
         """Record the item counts of every stage at time ``t`` (seconds, monotonic)."""
         for name, items in counts.items():
             prev = self._last.get(name)
+            if prev is not None and t - prev[0] < self.min_dt:
+                continue
             self._last[name] = (t, items)
-            if prev is None or t <= prev[0]:
+            if prev is None:
                 continue
             rate = max(0.0, (items - prev[1]) / (t - prev[0]))
             pts = self._points.get(name)
@@ -459,6 +464,10 @@ class ThroughputHistory:
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._points.values())
+
+    def span(self) -> float:
+        """Seconds covered by the longest series (0 with fewer than two points)."""
+        return max((p[-1][0] - p[0][0] for p in self._points.values() if p), default=0.0)
 
     def depth(self) -> int:
         """The number of rate points of the longest series (a line needs 2)."""

@@ -46,6 +46,7 @@ from ._format import (
 
 __all__ = ["Dashboard"]
 
+_PLOT_MIN_SPAN = 1.0  # seconds of history before a throughput plot is drawn
 _PLOT_SPAN = 60.0  # seconds of throughput history on the plot
 _STATUS_COLOUR = {
     "pending": "#666",
@@ -236,6 +237,10 @@ class Dashboard:
 
     def _redraw_plot(self, now: float) -> None:
         if self.history.version == self._plotted_version or self.history.depth() < 2:
+            return
+        if self.history.span() < _PLOT_MIN_SPAN:
+            # a run shorter than this gets its summary but no plot: a rate curve over a
+            # fraction of a second says nothing, and rendering one costs ~25 ms of the loop
             return
         if self._figure is None:
             if self._preload is not None:

@@ -89,14 +89,16 @@ def test_buffer_gauges_show_depth_and_high_water(dash: Dashboard) -> None:
 
 def test_plot_is_drawn_when_there_is_history_and_throttled(dash: Dashboard) -> None:
     dash.update(frame(stages={"s": snap("s", items=0)}, taken_at=0.0))
-    dash.update(frame(stages={"s": snap("s", items=100)}, taken_at=0.25))
+    dash.update(frame(stages={"s": snap("s", items=100)}, taken_at=0.5))
     assert dash.plot is None  # one rate point is not a plot yet
+    dash.update(frame(stages={"s": snap("s", items=300)}, taken_at=1.0))
+    assert dash.plot is None  # two points half a second apart: too short a history to plot
     assert len(dash.widget.children) == 3
-    dash.update(frame(stages={"s": snap("s", items=300)}, taken_at=0.5))
+    dash.update(frame(stages={"s": snap("s", items=600)}, taken_at=1.5))
     assert dash.plot is not None and dash.widget.children[-1] is dash.plot
     png = bytes(dash.plot.value)
     assert png.startswith(b"\x89PNG") and len(png) > 1000
-    dash.update(frame(stages={"s": snap("s", items=600)}, taken_at=0.75))
+    dash.update(frame(stages={"s": snap("s", items=700)}, taken_at=1.75))
     assert bytes(dash.plot.value) == png  # throttled: at most ~1 redraw per second
     dash.update(frame(stages={"s": snap("s", items=900)}, taken_at=100.0))
     assert bytes(dash.plot.value) != png

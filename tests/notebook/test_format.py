@@ -164,9 +164,9 @@ def test_throughput_history_rates_and_bound() -> None:
     h.add(0.0, {"a": 0})
     assert len(h) == 0 and h.version == 0 and h.depth() == 0
     h.add(1.0, {"a": 500, "b": 10})
-    h.add(1.0, {"a": 900})  # same instant: no rate, no division by zero
+    h.add(1.0, {"a": 900})  # same instant: merged into the next point, no division by zero
     h.add(3.0, {"a": 1500, "b": 30})
-    assert h.series() == {"a": ([1.0, 3.0], [500.0, 300.0]), "b": ([3.0], [10.0])}
+    assert h.series() == {"a": ([1.0, 3.0], [500.0, 500.0]), "b": ([3.0], [10.0])}
     assert h.depth() == 2
     for t in range(4, 10):
         h.add(float(t), {"a": 1500 + t})
@@ -222,3 +222,16 @@ def test_concurrent_stage_rows_show_in_flight_and_the_cluster_link() -> None:
     text = asyncio.run(main())
     assert "<code>slow</code>" in text and "in flight" in text
     assert 'href="http://127.0.0.1:8787/status"' in text
+
+
+def test_throughput_history_merges_a_refresh_too_close_to_the_last() -> None:
+    from streamnb.notebook._format import ThroughputHistory
+
+    h = ThroughputHistory(maxlen=10)
+    h.add(0.0, {"s": 0})
+    h.add(1.0, {"s": 100})
+    h.add(1.001, {"s": 150})  # a final refresh right after a periodic one: no 50k/s spike
+    assert h.series()["s"] == ([1.0], [100.0])
+    h.add(2.0, {"s": 250})  # measured from the last kept point
+    assert h.series()["s"] == ([1.0, 2.0], [100.0, 150.0])
+    assert h.span() == 1.0
