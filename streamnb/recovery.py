@@ -296,37 +296,30 @@ class _ItemPolicy:
     async def handle_sync(
         self, fn: Callable[[Any], Any], x: Any, index: int, exc: Exception
     ) -> Any:
-        if self.on_error == "retry" and self.retry.retry_on(exc):
-            attempt = 1
-            while True:
-                if attempt >= self.retry.max_attempts:
-                    return self._give_up(x, index, exc)
-                await asyncio.sleep(self.retry.delay(attempt))
-                attempt += 1
-                try:
-                    return fn(x)
-                except Exception as again:
-                    exc = again
-                    if not self.retry.retry_on(exc):
-                        return self._give_up(x, index, exc)
-        return self._give_up(x, index, exc)
+        """``fn(x)`` raised ``exc``: retry per policy, or skip, or raise (with a note)."""
+        return await self._handle(fn, x, index, exc, is_async=False)
 
     async def handle_async(
         self, fn: Callable[[Any], Awaitable[Any]], x: Any, index: int, exc: Exception
     ) -> Any:
+        """``await fn(x)`` raised ``exc``: retry per policy, or skip, or raise (with a note)."""
+        return await self._handle(fn, x, index, exc, is_async=True)
+
+    async def _handle(
+        self, fn: Callable[[Any], Any], x: Any, index: int, exc: Exception, *, is_async: bool
+    ) -> Any:
         if self.on_error == "retry" and self.retry.retry_on(exc):
             attempt = 1
-            while True:
-                if attempt >= self.retry.max_attempts:
-                    return self._give_up(x, index, exc)
+            while attempt < self.retry.max_attempts:
                 await asyncio.sleep(self.retry.delay(attempt))
                 attempt += 1
                 try:
-                    return await fn(x)
+                    y = fn(x)
+                    return (await y) if is_async else y
                 except Exception as again:
                     exc = again
                     if not self.retry.retry_on(exc):
-                        return self._give_up(x, index, exc)
+                        break
         return self._give_up(x, index, exc)
 
     def _give_up(self, x: Any, index: int, exc: Exception) -> Any:
