@@ -77,6 +77,7 @@ import concurrent.futures as cf
 import inspect
 import os
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -85,6 +86,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import distributed
 import structlog
+from dask.utils import funcname
 from distributed import Client
 from distributed import Future as DaskFuture
 
@@ -104,6 +106,18 @@ _DISTRIBUTED_DIR = os.path.dirname(os.path.abspath(distributed.__file__)) + os.s
 _THIS_FILE = os.path.abspath(__file__)
 
 _live: weakref.WeakSet[DaskExecutor] = weakref.WeakSet()
+
+
+class _Call:
+    """One call handed to a :class:`DaskExecutor`: its task key, the local future handed
+    out for it and, between submission and settlement, its Dask future."""
+
+    __slots__ = ("dfut", "key", "out")
+
+    def __init__(self, key: str, out: cf.Future[Any]) -> None:
+        self.key = key
+        self.out = out
+        self.dfut: DaskFuture[Any] | None = None
 
 
 class DaskStageError(StreamnbError):
@@ -178,8 +192,10 @@ class DaskExecutor(cf.Executor):
         self._c: Any = client  # distributed's partial annotations: treat it as untyped here
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        # key -> (the Dask future, the local future handed out for it)
-        self._outstanding: dict[Any, tuple[DaskFuture[Any], cf.Future[Any]]] = {}
+        # key -> the call: the local future handed out, and its Dask future once submitted
+        self._outstanding: dict[str, _Call] = {}
+        self._uid = uuid.uuid4().hex[:12]
+        self._seq = 0
         self._submitted = 0
         self._completed = 0
         self._failed = 0
@@ -265,85 +281,98 @@ class DaskExecutor(cf.Executor):
         if self._scattered:
             self._check_call(fn, args, kwargs)
             kwargs.update(self._scattered)
-        dfut: DaskFuture[Any] = self._c.submit(fn, *args, pure=False, **kwargs)
-        key = dfut.key
         out: cf.Future[R] = cf.Future()
         with self._lock:
-            self._outstanding[key] = (dfut, out)
+            self._seq += 1
+            # a cheap unique key, named after the function like Dask's own (which costs two
+            # uuid4() calls per task), so the dashboard groups the tasks the same way
+            call = _Call(f"{funcname(fn)}-{self._uid}-{self._seq}", out)
+            self._outstanding[call.key] = call
             self._submitted += 1
             n = len(self._outstanding)
             if n > self._max_in_flight:
                 self._max_in_flight = n
-        out.add_done_callback(lambda f: self._on_local_done(key, f))
-        self._c.loop.add_callback(self._settle, key, dfut, out)
+        out.add_done_callback(lambda f: self._on_local_done(call, f))
+        # one hop to the client's loop, which submits and then waits there
+        self._c.loop.add_callback(self._run, call, fn, args, kwargs)
         return out
 
-    async def _settle(self, key: Any, dfut: DaskFuture[Any], out: cf.Future[Any]) -> None:
-        """On the client's loop: wait for the task, let go of it, hand its outcome to ``out``.
+    async def _run(
+        self, call: _Call, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any
+    ) -> None:
+        """On the client's loop: submit the task, wait for it, let go of it, hand over.
 
-        The Dask future is dropped (so the client releases the key) and the count of
-        outstanding futures goes down *before* the outcome is handed over: the stage can
-        only submit its next call after that, so the cluster never holds more than the
-        stage's ``concurrency`` of them.
+        The Dask future is released and the call leaves the outstanding set *before* the
+        outcome is handed over. The release reaches the client's send queue in one more
+        hop on this loop (``Future.release`` schedules it); the stage's next call can only
+        be submitted after the outcome arrives, and its ``_run`` is queued on this loop
+        behind that hop, so the scheduler always sees the release first and never holds
+        more than the stage's ``concurrency`` of its tasks.
         """
+        if call.out.cancelled():  # cancelled before it reached the cluster: nothing to undo
+            self._finish(call, "cancelled")
+            return
+        try:
+            call.dfut = self._c.submit(fn, *args, key=call.key, pure=False, **kwargs)
+        except BaseException as exc:  # e.g. the client is closed
+            self._finish(call, "failed")
+            _deliver(call.out.set_exception, exc)
+            return
         setter: Callable[[Any], None] | None = None
         value: Any = None
-        closing = False
         try:
-            value = await self._c.gather(dfut, asynchronous=True)
-            setter = out.set_result
+            value = await self._c.gather(call.dfut, asynchronous=True)
+            setter = call.out.set_result
         except asyncio.CancelledError:  # the client's loop is closing under us
-            closing = True
-            setter = out.set_exception
+            setter = call.out.set_exception
             value = DaskStageError(
                 f"DaskExecutor({self.name!r}): the Dask client stopped waiting for task "
-                f"{key!r} (was the client closed while the stage ran?)"
+                f"{call.key!r} (was the client closed while the stage ran?)"
             )
             raise
         except BaseException as exc:
-            if not out.cancelled():  # else: we asked for it and the remote cancel came through
-                setter, value = out.set_exception, _remote_only(exc)
+            if not call.out.cancelled():  # else: we asked for it, the remote cancel came through
+                setter, value = call.out.set_exception, _remote_only(exc)
         finally:
-            dfut.release()  # type: ignore[no-untyped-call]  # now, even if something still refers to it
-            del dfut
-            with self._lock:
-                self._outstanding.pop(key, None)
-                if setter is None:
-                    self._cancelled += 1
-                elif setter == out.set_result:
-                    self._completed += 1
-                else:
-                    self._failed += 1
-                if not self._outstanding:
-                    self._idle.notify_all()
-                    waiters, self._idle_waiters = self._idle_waiters, []
-                    for loop, idle in waiters:
-                        loop.call_soon_threadsafe(_wake, idle)
-            if setter is not None:
-                if not closing:
-                    # release() reaches the scheduler in two hops on this loop (_dec_ref,
-                    # then the send); let both run, so the release is on the wire before
-                    # the stage can submit its next call
-                    await asyncio.sleep(0)
-                    await asyncio.sleep(0)
+            call.dfut.release()  # now, whoever else refers to it
+            call.dfut = None
+            if setter is None:
+                self._finish(call, "cancelled")
+            else:
+                self._finish(call, "completed" if setter == call.out.set_result else "failed")
                 _deliver(setter, value)
 
-    def _on_local_done(self, key: Any, f: cf.Future[Any]) -> None:
-        if not f.cancelled():
-            return
+    def _finish(self, call: _Call, outcome: str) -> None:
         with self._lock:
-            entry = self._outstanding.get(key)
-        if entry is not None:
-            self._c.loop.add_callback(self._cancel_remote, [entry[0]])
+            self._outstanding.pop(call.key, None)
+            if outcome == "completed":
+                self._completed += 1
+            elif outcome == "failed":
+                self._failed += 1
+            else:
+                self._cancelled += 1
+            if not self._outstanding:
+                self._idle.notify_all()
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for loop, idle in waiters:
+                    loop.call_soon_threadsafe(_wake, idle)
 
-    async def _cancel_remote(self, futures: list[DaskFuture[Any]]) -> None:
-        await self._c.cancel(futures, asynchronous=True, reason="streamnb: stage cancelled")
+    def _on_local_done(self, call: _Call, f: cf.Future[Any]) -> None:
+        if f.cancelled() and call.key in self._outstanding:
+            self._c.loop.add_callback(self._cancel_remote, call)
+
+    async def _cancel_remote(self, call: _Call) -> None:
+        # on the client's loop, like _run: either _run has not started (it will see the
+        # cancellation and submit nothing) or the task is submitted and call.dfut is set
+        # (or already settled and cleared)
+        if call.dfut is not None:
+            await self._c.cancel([call.dfut], asynchronous=True, reason="streamnb: stage cancelled")
 
     def _cancel_all(self) -> None:
         with self._lock:
             entries = list(self._outstanding.values())
-        for _, out in entries:
-            out.cancel()  # -> _on_local_done -> the Dask future is cancelled too
+        for call in entries:
+            call.out.cancel()  # -> _on_local_done -> the Dask future is cancelled too
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls and release the scattered data.
@@ -457,7 +486,10 @@ def stage_infos() -> list[DaskStageInfo]:
 # -- helpers ---------------------------------------------------------------------------------
 def _dashboard_link(client: Client) -> str | None:
     try:
-        link = client.dashboard_link
+        # a cluster object knows whether its scheduler serves a dashboard; the client
+        # alone would format one from the configuration even when there is none
+        cluster: Any = client.cluster
+        link = cluster.dashboard_link if cluster is not None else client.dashboard_link
     except Exception:  # no scheduler info yet, or a cluster object without one
         return None
     return str(link) if link else None
