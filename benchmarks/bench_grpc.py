@@ -10,14 +10,18 @@ Starts ``python -m streamnb.demo --port 0`` in a subprocess and, over loopback, 
 * the same ``n`` events batched 100 per message (``SubscribeBatched``) through streamnb,
   flattened back to events with ``flat_map`` (and raw, for reference);
 * bidirectional echo (``EventFeed/Echo``) of ``n`` events: raw (a writer task + a reader)
-  vs ``GrpcClient.bidi(...)``.
+  vs ``GrpcClient.bidi(...)``;
+* client streaming of ``n`` ``Number`` messages to ``Aggregator/Aggregate``: raw (an async
+  generator of requests passed to the multi-callable, ``Number.SerializeToString`` as its
+  serializer) vs ``GrpcClient.client_stream(..., codec=Summary)`` from the same list.
 
 Runs are interleaved (raw, streamnb, raw, streamnb...) after a warm-up, and each figure is
 the median of ``repeats``. The last line is one JSON object::
 
-    {"server_stream_vs_raw": r1, "batched_speedup": r2, "bidi_vs_raw": r3}
+    {"server_stream_vs_raw": r1, "batched_speedup": r2, "bidi_vs_raw": r3,
+     "client_stream_vs_raw": r4}
 
-r1, r3 = streamnb time / raw time (target <= 1.1); r2 = streamnb's time per item unbatched /
+r1, r3, r4 = streamnb time / raw time (target <= 1.1); r2 = streamnb's time per item unbatched /
 time per item batched (target >= 5).
 
 *Time* in the JSON is the CPU time of the client process (``time.process_time``: every thread,
@@ -36,7 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import structlog
@@ -45,6 +49,7 @@ from streamnb.grpc import GrpcClient
 from streamnb.grpc._generated import streamnb_demo_pb2 as pb
 
 FEED = "/streamnb.demo.v1.EventFeed/"
+AGGREGATOR = "/streamnb.demo.v1.Aggregator/Aggregate"
 PAYLOAD = 80  # -> ~100 bytes per serialised Event
 
 
@@ -129,6 +134,30 @@ async def nb_bidi(client: GrpcClient, events: list[pb.Event]) -> int:
     return await client.bidi(FEED + "Echo", events, codec=pb.Event).count()
 
 
+def _numbers(n: int) -> list[pb.Number]:
+    return [pb.Number(value=float(i % 1000)) for i in range(n)]
+
+
+async def raw_client_stream(channel: grpc.aio.Channel, numbers: list[pb.Number]) -> int:
+    mc = channel.stream_unary(
+        AGGREGATOR,
+        request_serializer=pb.Number.SerializeToString,
+        response_deserializer=pb.Summary.FromString,
+    )
+
+    async def requests() -> AsyncIterator[pb.Number]:
+        for number in numbers:
+            yield number
+
+    summary = await mc(requests())
+    return int(summary.count)
+
+
+async def nb_client_stream(client: GrpcClient, numbers: list[pb.Number]) -> int:
+    summary = await client.client_stream(AGGREGATOR, numbers, codec=pb.Summary)
+    return int(summary.count)
+
+
 async def _timed(fn: Callable[[], Awaitable[int]], expected: int) -> tuple[float, float]:
     """(wall seconds, client CPU seconds) of one run."""
     t0, c0 = time.perf_counter(), time.process_time()
@@ -142,6 +171,7 @@ async def _timed(fn: Callable[[], Awaitable[int]], expected: int) -> tuple[float
 async def bench(address: str, n: int, repeats: int) -> dict[str, tuple[float, float]]:
     """Median (wall, cpu) seconds per case."""
     events = _events(n)
+    numbers = _numbers(n)
     async with (
         grpc.aio.insecure_channel(address) as channel,
         GrpcClient(address) as client,
@@ -154,12 +184,16 @@ async def bench(address: str, n: int, repeats: int) -> dict[str, tuple[float, fl
             "nb_batched": lambda: nb_batched(client, n),
             "raw_bidi": lambda: raw_bidi(channel, events),
             "nb_bidi": lambda: nb_bidi(client, events),
+            "raw_client": lambda: raw_client_stream(channel, numbers),
+            "nb_client": lambda: nb_client_stream(client, numbers),
         }
         small: dict[str, Callable[[], Awaitable[int]]] = {
             "raw_stream": lambda: raw_server_stream(channel, 2000),
             "nb_stream": lambda: nb_server_stream(client, 2000),
             "raw_bidi": lambda: raw_bidi(channel, events[:2000]),
             "nb_bidi": lambda: nb_bidi(client, events[:2000]),
+            "raw_client": lambda: raw_client_stream(channel, numbers[:2000]),
+            "nb_client": lambda: nb_client_stream(client, numbers[:2000]),
         }
         for fn in small.values():  # warm-up: connections, code paths, caches
             await _timed(fn, 2000)
@@ -184,6 +218,7 @@ def _ratios(med: dict[str, float]) -> dict[str, float]:
         "server_stream_vs_raw": round(med["nb_stream"] / med["raw_stream"], 3),
         "batched_speedup": round(med["nb_stream"] / med["nb_batched"], 3),
         "bidi_vs_raw": round(med["nb_bidi"] / med["raw_bidi"], 3),
+        "client_stream_vs_raw": round(med["nb_client"] / med["raw_client"], 3),
     }
 
 
