@@ -20,6 +20,28 @@ Every call the server handles is recorded (bounded) in :attr:`DemoServer.calls`,
 the client cancelled it - tests use :meth:`DemoServer.wait_for_call` to check that breaking out
 of a stream really cancels the RPC on the server.
 
+**How a cancellation is detected.** grpc.aio tells a handler about a client's cancellation in
+three ways, and :attr:`ServedCall.cancelled` covers all of them:
+
+1. ``CancelledError`` raised where the handler awaits (a write, a sleep): caught in the handler.
+2. ``CancelledError`` raised in grpc's *own* code while it writes a response an async-generator
+   handler yielded: the generator never sees it (it is suspended at ``yield`` and only closed
+   later). grpc delivers every cancellation by ``Task.cancel()`` on the call's task, and that
+   task does not ``uncancel()``, so the done callback reads ``task.cancelling() > 0``.
+3. A cancellation that arrives while the handler waits for the next request: grpc ends the
+   request iterator exactly as on a half-close (its receive operation merges "failed" into
+   "end of stream") and, when it processes the cancellation, cancels the call's task only if
+   the handler has not finished yet. Request-streaming handlers therefore read once more after
+   their requests end (:func:`_after_requests`) before answering: grpc's core queued the close
+   event before that read started, and events come back in order, so the cancellation lands
+   as case 1. A cancellation that reaches the server *after* that (the client cancelling
+   while the handler's answer is already on its way) is not a cancellation of the handler and
+   is recorded as a normal finish.
+
+``cancelled`` is also true when the call's deadline passed or the server stopped before the
+handler finished: grpc cancels the handler the same way, and the server cannot tell these apart
+from a client's cancel except by the deadline (see ``error``, set when the handler set a code).
+
 Example::
 
     async with DemoServer() as srv:
@@ -64,7 +86,13 @@ _MALFORMED_PROTO = b"\xff\xff\xff\xff"  # a truncated varint tag: never a valid 
 
 @dataclass(slots=True)
 class ServedCall:
-    """One call the demo server handled: which method, what moved, how it ended."""
+    """One call the demo server handled: which method, what moved, how it ended.
+
+    ``cancelled``: grpc cancelled the handler before it finished (the client cancelled, the
+    deadline passed or the server stopped) - reliable once ``finished`` is true, see the module
+    docstring for how it is detected. ``error``: the status name the handler ended with when it
+    was not OK (an abort or an injected fault).
+    """
 
     method: str
     sent: int = 0
@@ -81,6 +109,23 @@ def _serialize(message: Any) -> bytes:
         return message
     data: bytes = message.SerializeToString()
     return data
+
+
+async def _after_requests(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Let a client's cancellation reach the handler after its request stream ended.
+
+    grpc.aio ends a handler's request iterator the same way on a half-close and on a client's
+    cancellation (its receive operation merges "failed" into "end of stream"), and cancels the
+    handler's task only when it processes the call's close event - which it skips if the
+    handler has finished by then. So before answering, the handler asks for one more message:
+    on a half-closed call the answer is another end of stream, at once; on a cancelled call
+    the close event was queued by grpc's core *before* this read was started, and grpc's
+    completion queue hands events over in order, so by the time the read returns the handler's
+    task has been cancelled (``CancelledError`` at the ``sleep(0)`` at the latest). Costs one
+    loop round trip per request-streaming call.
+    """
+    await context.read()
+    await asyncio.sleep(0)
 
 
 def answer_prompt(prompt_id: int, text: str) -> list[dict[str, Any]]:
@@ -277,10 +322,18 @@ class DemoServer:
             if not key.endswith("-bin") and not key.startswith(":"):
                 record.metadata[key] = value
         self.calls.append(record)
+        # The call's task (handlers run in it): grpc cancels it on a client cancel, a deadline or
+        # a server stop, and never uncancels it - so cancelling() stays > 0 even when the
+        # CancelledError was raised (and swallowed) in grpc's code rather than the handler's.
+        task = asyncio.current_task()
 
         def done(ctx: Any) -> None:
             record.finished = True
-            record.cancelled = record.cancelled or bool(ctx.cancelled())
+            record.cancelled = (
+                record.cancelled
+                or (task is not None and task.cancelling() > 0)
+                or bool(ctx.cancelled())
+            )
             code = ctx.code()
             if code is not None and code not in (0, grpc.StatusCode.OK):
                 record.error = getattr(code, "name", str(code))
@@ -440,6 +493,7 @@ class DemoServer:
                 event.timestamp = time.time()
                 yield event
                 record.sent += 1
+            await _after_requests(context)
         except asyncio.CancelledError:
             record.cancelled = True
             raise
@@ -453,6 +507,7 @@ class DemoServer:
             async for number in requests:
                 values.append(number.value)
                 record.received += 1
+            await _after_requests(context)
         except asyncio.CancelledError:
             record.cancelled = True
             raise
@@ -471,6 +526,7 @@ class DemoServer:
                         await asyncio.sleep(self.token_delay)
                     yield _agent_event(event)
                     record.sent += 1
+            await _after_requests(context)
         except asyncio.CancelledError:
             record.cancelled = True
             raise
@@ -570,6 +626,7 @@ class DemoServer:
                 record.received += 1
                 if isinstance(item, dict) and item.get("delay"):
                     await asyncio.sleep(float(item["delay"]))  # simulate slow processing
+            await _after_requests(context)
         except asyncio.CancelledError:
             record.cancelled = True
             raise
@@ -598,6 +655,7 @@ class DemoServer:
                     event["timestamp"] = time.time()
                     yield json.dumps(event).encode()
                     record.sent += 1
+            await _after_requests(context)
         except asyncio.CancelledError:
             record.cancelled = True
             raise
@@ -611,6 +669,7 @@ class DemoServer:
                 record.received += 1
                 yield data
                 record.sent += 1
+            await _after_requests(context)
         except asyncio.CancelledError:
             record.cancelled = True
             raise
