@@ -945,6 +945,7 @@ class GrpcClient:
         timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
         metadata: MetadataLike | None = None,
         on_decode_error: DecodePolicy = "raise",
+        int64_as_str: bool = False,
     ) -> Any:
         """Call any method of a reflecting server with dicts, like ``grpcurl``.
 
@@ -953,13 +954,22 @@ class GrpcClient:
         dicts. ``request`` is a dict (unary, server streaming) or an iterable of dicts
         (client streaming, bidirectional); ``None`` means an empty request (or no requests).
 
+        Response dicts carry 64-bit integer fields (``uint64 seq``...) as ints, at any depth;
+        ``int64_as_str=True`` keeps protobuf's JSON mapping, which makes them strings.
+        Request dicts accept either (``{"seq": 7}`` or ``{"seq": "7"}``).
+
         Example::
 
             stream = await client.call("streamnb.demo.v1.EventFeed/Subscribe", {"count": 3})
             print(await stream.collect())
         """
         result: Any = await self._reflector().call(
-            method, request, deadline_s=timeout, metadata=metadata, on_decode_error=on_decode_error
+            method,
+            request,
+            deadline_s=timeout,
+            metadata=metadata,
+            on_decode_error=on_decode_error,
+            int64_as_str=int64_as_str,
         )
         return result
 

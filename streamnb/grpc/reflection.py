@@ -15,7 +15,9 @@ once per service and cached on the client.
         print(await client.call("streamnb.demo.v1.EventFeed/Get", {"seq": 7}))
 
 Response dicts use the proto field names and include fields left at their default value.
-Following protobuf's JSON mapping, 64-bit integers (``uint64 seq``) come back as strings.
+64-bit integers (``uint64 seq``) come back as Python ints, although protobuf's JSON mapping
+makes them strings (``"7"``) - a JavaScript concern, not a notebook's; pass
+``int64_as_str=True`` to ``call`` for the strict JSON mapping. Requests accept either form.
 """
 
 from __future__ import annotations
@@ -223,11 +225,14 @@ class Reflector:
         deadline_s: float | None,
         metadata: MetadataLike | None,
         on_decode_error: DecodePolicy,
+        int64_as_str: bool = False,
     ) -> Any:
         info = await self.method(method, deadline_s=deadline_s)
         timeout = deadline_s
         codec = dict_message_codec(
-            self.message_class(info.input_type), self.message_class(info.output_type)
+            self.message_class(info.input_type),
+            self.message_class(info.output_type),
+            int64_as_str=int64_as_str,
         )
         client = self._client
         shape = info.shape

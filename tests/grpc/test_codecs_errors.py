@@ -6,6 +6,7 @@ import pickle
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 
 import streamnb
 from streamnb.errors import StreamnbError
@@ -67,7 +68,123 @@ def test_dict_message_codec_includes_defaults_and_proto_names() -> None:
     assert pb.SubscribeRequest.FromString(c.encode(None)) == pb.SubscribeRequest()
     assert pb.SubscribeRequest.FromString(c.encode({"payload_size": 3})).payload_size == 3
     d = c.decode(pb.Event(kind="k").SerializeToString())
-    assert d == {"seq": "0", "timestamp": 0.0, "kind": "k", "payload": ""}
+    assert d == {"seq": 0, "timestamp": 0.0, "kind": "k", "payload": ""}
+    strict = dict_message_codec(pb.SubscribeRequest, pb.Event, int64_as_str=True)
+    assert strict.decode(pb.Event(seq=5).SerializeToString())["seq"] == "5"
+
+
+def _int64_zoo() -> tuple[type[Message], type[Message]]:
+    """Message classes (built from a descriptor, as reflection does) with every 64-bit shape."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+
+    F = descriptor_pb2.FieldDescriptorProto
+    fd = descriptor_pb2.FileDescriptorProto(
+        name="zoo.proto",
+        package="zoo",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
+    inner = fd.message_type.add(name="Inner")
+    inner.field.add(name="big", number=1, type=F.TYPE_UINT64, label=F.LABEL_OPTIONAL)
+    inner.field.add(name="small", number=2, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
+    inner.field.add(
+        name="child", number=3, type=F.TYPE_MESSAGE, type_name=".zoo.Inner", label=F.LABEL_OPTIONAL
+    )  # recursive
+    zoo = fd.message_type.add(name="Zoo")
+    scalars = [
+        ("i64", F.TYPE_INT64),
+        ("u64", F.TYPE_UINT64),
+        ("s64", F.TYPE_SINT64),
+        ("f64", F.TYPE_FIXED64),
+        ("sf64", F.TYPE_SFIXED64),
+        ("i32", F.TYPE_INT32),
+        ("name", F.TYPE_STRING),
+        ("ratio", F.TYPE_DOUBLE),
+    ]
+    for number, (name, type_) in enumerate(scalars, start=1):
+        zoo.field.add(name=name, number=number, type=type_, label=F.LABEL_OPTIONAL)
+    zoo.field.add(name="many", number=20, type=F.TYPE_UINT64, label=F.LABEL_REPEATED)
+    zoo.field.add(
+        name="inner", number=21, type=F.TYPE_MESSAGE, type_name=".zoo.Inner", label=F.LABEL_OPTIONAL
+    )
+    zoo.field.add(
+        name="inners",
+        number=22,
+        type=F.TYPE_MESSAGE,
+        type_name=".zoo.Inner",
+        label=F.LABEL_REPEATED,
+    )
+    zoo.field.add(
+        name="wrapped",
+        number=23,
+        type=F.TYPE_MESSAGE,
+        type_name=".google.protobuf.Int64Value",
+        label=F.LABEL_OPTIONAL,
+    )
+    for number, (name, value_type, value_name) in enumerate(
+        [("counts", F.TYPE_INT64, ""), ("by_name", F.TYPE_MESSAGE, ".zoo.Inner")], start=30
+    ):
+        entry = zoo.nested_type.add(name=name.title().replace("_", "") + "Entry")
+        entry.options.map_entry = True
+        entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+        value = entry.field.add(name="value", number=2, type=value_type, label=F.LABEL_OPTIONAL)
+        if value_name:
+            value.type_name = value_name
+        zoo.field.add(
+            name=name,
+            number=number,
+            type=F.TYPE_MESSAGE,
+            label=F.LABEL_REPEATED,
+            type_name=f".zoo.Zoo.{entry.name}",
+        )
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(fd)
+    get = message_factory.GetMessageClass
+    return get(pool.FindMessageTypeByName("zoo.Zoo")), get(pool.FindMessageTypeByName("zoo.Inner"))
+
+
+def test_dict_codec_gives_ints_for_every_64_bit_field_and_accepts_them_back() -> None:
+    zoo_cls, _ = _int64_zoo()
+    c = dict_message_codec(zoo_cls, zoo_cls)
+    big = 2**64 - 1  # beyond a double's 53 bits: exact as a Python int
+    sent = {
+        "i64": -(2**63),
+        "u64": big,
+        "s64": -5,
+        "f64": 2**53 + 1,
+        "sf64": -7,
+        "i32": 3,
+        "name": "n",
+        "ratio": 0.5,
+        "many": [1, big],
+        "inner": {"big": big, "small": 1, "child": {"big": 9, "small": 2}},
+        "inners": [{"big": 1, "small": 0}, {"big": 2, "small": 0}],
+        "wrapped": 2**40,
+        "counts": {"a": 1, "b": -(2**62)},
+        "by_name": {"x": {"big": 3, "small": 0}},
+    }
+    got = c.decode(c.encode(sent))  # ints go out ...
+    for key in ("i64", "u64", "s64", "f64", "sf64", "i32", "many", "wrapped", "counts"):
+        assert got[key] == sent[key], key  # ... and come back as ints, exactly
+    assert got["inner"] == {"big": big, "small": 1, "child": {"big": 9, "small": 2}}
+    assert [i["big"] for i in got["inners"]] == [1, 2]
+    assert got["by_name"]["x"]["big"] == 3
+    assert got["name"] == "n" and got["ratio"] == 0.5
+    assert c.decode(c.encode(got)) == got  # the dicts it returns are valid requests
+    as_strings = {**sent, "u64": str(big), "many": ["1", str(big)]}
+    assert c.decode(c.encode(as_strings))["u64"] == big  # strings are still accepted
+    strict = dict_message_codec(zoo_cls, zoo_cls, int64_as_str=True).decode(c.encode(sent))
+    assert strict["u64"] == str(big) and strict["inner"]["big"] == str(big)
+    assert strict["counts"] == {"a": "1", "b": str(-(2**62))} and strict["wrapped"] == str(2**40)
+
+
+def test_dict_codec_int_conversion_leaves_defaults_and_absent_fields_alone() -> None:
+    zoo_cls, inner_cls = _int64_zoo()
+    c = dict_message_codec(inner_cls, zoo_cls)
+    empty = c.decode(zoo_cls().SerializeToString())
+    assert empty["u64"] == 0 and empty["many"] == [] and empty["counts"] == {}
+    assert "inner" not in empty and "wrapped" not in empty  # unset messages stay absent
 
 
 def test_resolve_codec() -> None:

@@ -33,7 +33,9 @@ async def test_methods_with_shapes_and_types(client: GrpcClient) -> None:
 
 async def test_call_unary_with_dicts(client: GrpcClient) -> None:
     reply = await client.call("streamnb.demo.v1.EventFeed/Get", {"seq": 7, "payload_size": 2})
-    assert reply["seq"] == "7"  # protobuf's JSON mapping: 64-bit integers as strings
+    assert reply["seq"] == 7  # an int, though protobuf's JSON mapping says "7"
+    strict = await client.call("streamnb.demo.v1.EventFeed/Get", {"seq": "7"}, int64_as_str=True)
+    assert strict["seq"] == "7"  # the JSON mapping on request; requests take strings too
     assert reply["payload"] == "xx" and reply["kind"] == "get"
     health = await client.call("grpc.health.v1.Health/Check", {"service": ""})
     assert health == {"status": "SERVING"}
@@ -43,7 +45,7 @@ async def test_call_server_stream_returns_a_stream(client: GrpcClient) -> None:
     stream = await client.call("/streamnb.demo.v1.EventFeed/Subscribe", {"start": 2, "count": 6})
     assert isinstance(stream, RpcStream)
     events = await stream.collect()
-    assert [int(e["seq"]) for e in events] == [2, 3, 4, 5]
+    assert [e["seq"] for e in events] == [2, 3, 4, 5]
     again = await stream.collect()  # a Stream: iterating again makes a new call
     assert len(again) == 4
 
@@ -52,15 +54,16 @@ async def test_call_client_stream_and_bidi(client: GrpcClient) -> None:
     summary = await client.call(
         "streamnb.demo.v1.Aggregator.Aggregate", [{"value": v} for v in (1, 2, 6)]
     )
-    assert summary == {"count": "3", "sum": 9.0, "mean": 3.0, "min": 1.0, "max": 6.0}
+    assert summary == {"count": 3, "sum": 9.0, "mean": 3.0, "min": 1.0, "max": 6.0}
     single = await client.call("streamnb.demo.v1.Aggregator/Aggregate", {"value": 5})
-    assert single["count"] == "1"
+    assert single["count"] == 1
     events = await (
         await client.call("streamnb.demo.v1.Agent/Chat", [{"id": 4, "text": "calc 2+2"}])
     ).collect()
     expected = answer_prompt(4, "calc 2+2")
     assert len(events) == len(expected)
     assert events[0]["tool_call"]["name"] == "calc"
+    assert {e["prompt_id"] for e in events} == {4}  # uint64: an int
     assert events[-1]["done"] == {"tokens": len(expected) - 2}
 
 
