@@ -43,12 +43,20 @@ What it adds over ``client.get_executor()`` (which also works with ``map(executo
   scattered objects as keyword arguments (``def score(row, *, model)``); for a type checker
   such a function is not a one-argument callable, so cast it or give the keyword a default.
   Scattered keywords go to *every* call of the executor: use one executor per stage.
-* **Task size.** Each call is one Dask task, and a task costs the client and the scheduler
-  one to a few milliseconds of CPU (measured ~3 ms per task on a loaded 2-core machine,
-  where the LocalCluster scheduler shares the cores with the workers). Calls of a few
-  milliseconds therefore gain little or even lose against threads; batch them
-  (``.batch(32).map(score_many, executor=ex)``) so that a task does at least ~50 ms of work.
-  Keep ``concurrency`` at two to four tasks per worker thread so that workers never wait.
+* **Task size: batch short calls.** Each call is one Dask task, and a task costs CPU outside
+  the function: the client and the scheduler (in the notebook's process with a
+  ``LocalCluster``) and the worker's bookkeeping. ``benchmarks/bench_dask.py`` measures it
+  (two Dask runs of the same work with 10x fewer tasks; the CPU difference is per-task cost):
+  ~4-7 ms per task on a loaded 2-core machine where that cost and the workers share the two
+  cores, about the same as plain ``client.submit`` + ``await`` with a window of futures
+  (this executor adds no round trip of its own: one hop to the client's loop per call, one
+  release). So one task per ~5 ms call runs at ~1x the speed of two threads, whatever the
+  concurrency; only bigger tasks amortise it. Batch the items so that a task does at
+  least ~50 ms of work - ``.batch(10).map(score_many, executor=ex, concurrency=4)
+  .flat_map(lambda b: b)`` reached ~1.5x (up to ~1.9x on a quiet machine) where one task
+  per item stayed below 1x. Keep ``concurrency`` at two to four tasks per worker thread so
+  that workers never wait. On a small LocalCluster, ``distributed.worker.profile.enabled:
+  False`` and ``distributed.scheduler.work-stealing: False`` trim Dask's background cost.
 * **Live figures**: :meth:`DaskExecutor.info` returns a :class:`DaskStageInfo` (futures in
   flight on the cluster, the highest number seen, counts, the dashboard link), and
   :func:`stage_infos` lists those of every open executor for a dashboard.
@@ -164,7 +172,8 @@ class DaskExecutor(cf.Executor):
     Pass it to a stage: ``stream.map(fn, executor=DaskExecutor(client), concurrency=N)``.
     The stage's ``concurrency`` is the number of tasks it keeps on the cluster; choose a few
     per worker thread (e.g. ``2 * total_threads``) so that workers never wait for the next
-    task while a result travels back. ``ordered``, ``on_error``, ``dead_letter`` and
+    task while a result travels back, and give each task at least ~50 ms of work (batch
+    shorter calls: see the module docs). ``ordered``, ``on_error``, ``dead_letter`` and
     ``retry`` work as for any stage.
 
     ``scatter``: keyword arguments sent to every worker once, now, and passed to every call
