@@ -35,7 +35,13 @@ class _Pool:
         self.n = n
         self.ordered = ordered
         self.policy = policy
-        self.lock = asyncio.Lock()
+        # Only one worker may pull from the upstream generator at a time. Not asyncio.Lock:
+        # its fairness (a newcomer queues behind a woken waiter) turns a single moment of
+        # contention - the upstream pausing once - into a convoy that costs an event-loop
+        # round trip per item from then on. Here a free puller is taken at once and a woken
+        # waiter that finds it taken again simply waits again.
+        self.pulling = False
+        self.pull_waiters: deque[asyncio.Future[None]] = deque()
         self.next_in = 0  # index of the next item pulled from upstream
         self.next_out = 0  # ordered: index of the next result to yield
         self.results: dict[int, Any] = {}
@@ -66,19 +72,27 @@ class _Pool:
                     if self.room is None:
                         self.room = asyncio.get_running_loop().create_future()
                     await self.room
-                async with self.lock:
-                    if self.exhausted or self.error is not None:
-                        return
-                    try:
-                        x = await self.src.__anext__()
-                    except StopAsyncIteration:
-                        self.exhausted = True
-                        return
-                    except Exception as exc:
-                        self.error = (self.next_in, exc, None)
-                        return
-                    idx = self.next_in
-                    self.next_in += 1
+                while self.pulling:
+                    fut = asyncio.get_running_loop().create_future()
+                    self.pull_waiters.append(fut)
+                    await fut
+                if self.exhausted or self.error is not None:
+                    self._wake_puller()  # pass the news on: each waiter returns in turn
+                    return
+                self.pulling = True
+                try:
+                    x = await self.src.__anext__()
+                except StopAsyncIteration:
+                    self.exhausted = True
+                    return
+                except Exception as exc:
+                    self.error = (self.next_in, exc, None)
+                    return
+                finally:
+                    self.pulling = False
+                    self._wake_puller()
+                idx = self.next_in
+                self.next_in += 1
                 self.in_flight += 1
                 if self.in_flight > self.max_in_flight:
                     self.max_in_flight = self.in_flight
@@ -108,6 +122,14 @@ class _Pool:
         finally:
             self.active -= 1
             self.wake()
+
+    def _wake_puller(self) -> None:
+        waiters = self.pull_waiters
+        while waiters:
+            w = waiters.popleft()
+            if not w.done():
+                w.set_result(None)
+                return
 
     def free_room(self) -> None:
         r = self.room
