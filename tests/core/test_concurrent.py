@@ -5,7 +5,7 @@ and leak-free shutdown of every task-based stage (buffer, concurrent map, merge,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -198,3 +198,36 @@ async def test_break_leaves_no_tasks_and_closes_sources(stage: str) -> None:
     if stage != "concurrent_map_stuck_calls":
         assert src.finalized == 1  # ...but a started source must be closed
     await assert_no_tasks_left()
+
+
+async def test_one_upstream_pause_does_not_cost_a_loop_round_trip_per_item_after() -> None:
+    # Regression: with asyncio.Lock guarding upstream pulls, a single pause of the source
+    # made the workers queue behind each other for good (a lock convoy): one event-loop
+    # iteration per item instead of one per ~N items. Counted, not timed.
+    n_items, workers = 6_000, 10
+
+    async def source() -> AsyncGenerator[int, None]:
+        for i in range(n_items):
+            if i == 50:
+                await asyncio.sleep(0)  # the upstream suspends once
+            yield i
+
+    async def touch(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    iterations = 0
+    done = False
+
+    async def count_loop_iterations() -> None:
+        nonlocal iterations
+        while not done:
+            iterations += 1
+            await asyncio.sleep(0)
+
+    probe = asyncio.create_task(count_loop_iterations())
+    got = await Stream(source).map(touch, concurrency=workers).collect(limit=None)
+    done = True
+    await probe
+    assert got == list(range(n_items))
+    assert iterations < n_items / 3, f"{iterations} loop iterations for {n_items} items"
