@@ -71,6 +71,8 @@ class MetricsSnapshot:
     total: int | None
     error: str | None
     taken_at: float
+    #: seconds the buffer's producer spent waiting for room (backpressure), buffers only
+    buffer_blocked_seconds: float | None = None
 
     @property
     def utilisation(self) -> float | None:
@@ -215,6 +217,7 @@ class Meter:
             total=self.total,
             error=self.error,
             taken_at=now,
+            buffer_blocked_seconds=buf.blocked_seconds if buf is not None else None,
         )
 
     def _window_rate(self, end: float) -> float:

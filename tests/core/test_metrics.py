@@ -254,3 +254,25 @@ async def test_meters_are_per_run() -> None:
         _ = [x async for x in b]
     assert a.meters["m"] is not b.meters["m"]
     assert a.metrics()["m"].items == b.metrics()["m"].items == 5
+
+
+async def test_monitor_after_a_blocking_buffer_reports_the_time_its_producer_waited() -> None:
+    release = asyncio.Event()
+
+    async def gated(x: int) -> int:
+        await release.wait()
+        return x
+
+    async with Stream(range(20)).buffer(3).monitor("b").map(gated).open() as it:
+        agen = it.__aiter__()
+        first = asyncio.ensure_future(agen.__anext__())
+        await settle()  # the producer fills the buffer, then blocks
+        assert it.buffers["buffer1"].depth == 3
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await first == 0
+        async for _ in agen:
+            pass
+        snap = it.metrics()["b"]
+    assert snap.buffer_blocked_seconds is not None and snap.buffer_blocked_seconds > 0
+    assert snap.as_dict()["buffer_blocked_seconds"] == snap.buffer_blocked_seconds
