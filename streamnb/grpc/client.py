@@ -42,6 +42,7 @@ import grpc
 
 from streamnb import DeadLetter, RetryPolicy, Stream
 from streamnb.recovery import CircuitBreaker
+from streamnb.stream import _from_sync
 
 from .._log import get_logger
 from .codecs import Codec, CodecLike, resolve_codec
@@ -1051,7 +1052,7 @@ class _request_iterator:
             self._it = obj.__aiter__()
             return self._it  # type: ignore[no-any-return]
         if hasattr(obj, "__iter__"):
-            self._it = _sync_to_async(iter(obj))
+            self._it = _from_sync(iter(obj))
             return self._it  # type: ignore[no-any-return]
         raise TypeError(
             f"requests must be an iterable, an async iterable or a Stream, got {type(obj).__name__}"
@@ -1064,13 +1065,3 @@ class _request_iterator:
             aclose = getattr(self._it, "aclose", None)
             if aclose is not None:
                 await aclose()
-
-
-async def _sync_to_async(it: Any) -> AsyncIterator[Any]:
-    try:
-        for x in it:
-            yield x
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
