@@ -902,7 +902,8 @@ class Stream(Generic[T]):
         return self._then(
             _SimpleOp(
                 f"take_while({describe(predicate)})",
-                [f"if not {aw}p{{j}}(x):", "    return"],
+                # break, not return: a batch fused after it still emits its partial chunk
+                [f"if not {aw}p{{j}}(x):", "    break"],
                 {"p{j}": predicate},
                 one_to_one=False,
             )

@@ -672,3 +672,10 @@ async def test_to_pandas_takes_the_first_items_and_closes() -> None:
     assert list(frame["a"]) == [0, 1, 2]
     assert list(frame["b.c"]) == [0, -1, -2]
     assert src.pulled == 3 and src.finalized == 1
+
+
+async def test_take_while_then_batch_emits_the_partial_chunk() -> None:
+    # regression: take_while ended the fused run with `return`, skipping the batch's tail
+    src = Tracked(range(10))
+    assert await Stream(src).take_while(lambda x: x < 5).batch(3).collect() == [[0, 1, 2], [3, 4]]
+    assert src.finalized == 1
