@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamnb import Stream
@@ -25,6 +25,8 @@ ops = st.lists(
         st.tuples(st.just("sample"), st.integers(1, 4)),
         st.tuples(st.just("enumerate"), st.integers(0, 3)),
         st.tuples(st.just("scan"), st.just(0)),
+        st.tuples(st.just("take_while"), st.integers(2, 7)),
+        st.tuples(st.just("monitor"), st.just(0)),
     ),
     max_size=6,
 )
@@ -58,6 +60,8 @@ def _ref(items: list[Any], chain: list[Op]) -> list[Any]:
             out = list(enumerate(out, k))
         elif name == "scan":
             out = list(itertools.accumulate((_key(x) for x in out), initial=0))[1:]
+        elif name == "take_while":
+            out = list(itertools.takewhile(_not_multiple_of(k), out))
     return out
 
 
@@ -93,6 +97,10 @@ def _build(
             s = s.enumerate(k)
         elif name == "scan":
             s = s.scan(lambda a, x: a + _key(x), 0)
+        elif name == "take_while":
+            s = s.take_while(_not_multiple_of(k))
+        elif name == "monitor":
+            s = s.monitor(f"m{len(repr(s))}")  # a pass-through that counts
         if breaker is not None:
             s = breaker(s)  # ends the fused run after every operator
     return s
@@ -107,6 +115,7 @@ BREAKERS: list[Callable[[Stream[Any]], Stream[Any]] | None] = [
 ]
 
 
+@settings(max_examples=400)  # the generated code has many shapes: explore more of them
 @given(items=st.lists(st.integers(-50, 50), max_size=60), chain=ops)
 def test_chain_equals_reference(items: list[int], chain: list[Op]) -> None:
     expected = _ref(items, chain)
