@@ -51,7 +51,6 @@ from .buffer import BufferStats, Overflow, _Channel, _check_overflow
 from .errors import CollectLimitError, EmptyStreamError, StreamConsumedError
 from .metrics import Meter, MetricsSnapshot
 from .recovery import (
-    SKIP,
     CircuitBreaker,
     DeadLetter,
     ErrorPolicy,
@@ -1136,6 +1135,3 @@ def _check_count(method: str, arg: str, value: Any, minimum: int = 0) -> None:
 
 def _as_stream(obj: Any) -> Stream[Any]:
     return obj if isinstance(obj, Stream) else Stream(obj)
-
-
-_ = SKIP  # re-exported for the generated code's namespace users
