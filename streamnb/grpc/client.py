@@ -435,12 +435,7 @@ class GrpcClient:
                 if not _task_is_cancelling() and call.cancelled():
                     raise self._local_cancel_error(path, stats) from None
                 raise
-            stats.received, stats.bytes_received = 1, len(raw)
-            try:
-                response = c.decode(raw)
-            except Exception as exc:
-                stats.decode_errors += 1
-                raise DecodeError(path, 0, raw, f"{type(exc).__name__}: {exc}") from exc
+            response = _decode_response(c, path, raw, stats)
         except BaseException as exc:
             call.cancel()
             self._failed(stats, exc)
@@ -726,12 +721,7 @@ class GrpcClient:
                         raise err from None
                     raise self._local_cancel_error(path, stats) from None
                 raise
-            stats.received, stats.bytes_received = 1, len(raw)
-            try:
-                response = c.decode(raw)
-            except Exception as exc:
-                stats.decode_errors += 1
-                raise DecodeError(path, 0, raw, f"{type(exc).__name__}: {exc}") from exc
+            response = _decode_response(c, path, raw, stats)
         except BaseException as exc:
             call.cancel()
             self._failed(stats, exc)
@@ -1065,3 +1055,13 @@ class _request_iterator:
             aclose = getattr(self._it, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+def _decode_response(codec: Codec, path: str, raw: bytes, stats: CallStats) -> Any:
+    """The single response of a unary or client-streaming call, counted and decoded."""
+    stats.received, stats.bytes_received = 1, len(raw)
+    try:
+        return codec.decode(raw)
+    except Exception as exc:
+        stats.decode_errors += 1
+        raise DecodeError(path, 0, raw, f"{type(exc).__name__}: {exc}") from exc
