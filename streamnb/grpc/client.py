@@ -484,11 +484,7 @@ class GrpcClient:
         c = self._codec_for(codec)
         md = self._call_metadata(metadata)
         t = self._resolve_timeout(timeout)
-        if on_decode_error not in ("raise", "skip"):
-            raise ValueError(f"on_decode_error={on_decode_error!r}: use 'raise' or 'skip'")
-        dl = dead_letter
-        if on_decode_error == "skip" and dl is None:
-            dl = DeadLetter()
+        dl = _decode_sink(on_decode_error, dead_letter)
         mc = self._callable("server_stream", path)
 
         def open_run() -> AsyncIterator[Any]:
@@ -831,11 +827,7 @@ class GrpcClient:
         c = self._codec_for(codec)
         md = self._call_metadata(metadata)
         t = self._resolve_timeout(timeout)
-        if on_decode_error not in ("raise", "skip"):
-            raise ValueError(f"on_decode_error={on_decode_error!r}: use 'raise' or 'skip'")
-        dl = dead_letter
-        if on_decode_error == "skip" and dl is None:
-            dl = DeadLetter()
+        dl = _decode_sink(on_decode_error, dead_letter)
         mc = self._callable("bidi", path)
 
         def open_run() -> AsyncIterator[Any]:
@@ -1065,3 +1057,14 @@ def _decode_response(codec: Codec, path: str, raw: bytes, stats: CallStats) -> A
     except Exception as exc:
         stats.decode_errors += 1
         raise DecodeError(path, 0, raw, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _decode_sink(
+    on_decode_error: str, dead_letter: DeadLetter[Any] | None
+) -> DeadLetter[Any] | None:
+    """Where undecodable messages go: None (raise) or a dead letter (created if not given)."""
+    if on_decode_error not in ("raise", "skip"):
+        raise ValueError(f"on_decode_error={on_decode_error!r}: use 'raise' or 'skip'")
+    if on_decode_error == "skip" and dead_letter is None:
+        return DeadLetter()
+    return dead_letter
