@@ -20,15 +20,24 @@ Example::
 
 from .buffer import BufferStats, Overflow
 from .errors import (
+    ArgumentTypeError,
     BufferOverflowError,
     BufferTimeoutError,
     CircuitOpenError,
+    ClientClosedError,
     CollectLimitError,
+    DaskStageError,
     EmptyStreamError,
+    InvalidArgumentError,
+    InvalidTransitionError,
+    NoWindowError,
     PipelineStoppedError,
     RetryExhaustedError,
     StreamConsumedError,
+    StreamError,
     StreamnbError,
+    UsageError,
+    WindowConfigError,
 )
 from .metrics import Meter, MetricsSnapshot
 from .recovery import (
@@ -45,27 +54,36 @@ from .stream import Iteration, Stream
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentTypeError",
     "BufferOverflowError",
     "BufferStats",
     "BufferTimeoutError",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
+    "ClientClosedError",
     "CollectLimitError",
+    "DaskStageError",
     "DeadLetter",
     "DeadLetterEntry",
     "EmptyStreamError",
     "ErrorPolicy",
+    "InvalidArgumentError",
+    "InvalidTransitionError",
     "Iteration",
     "Meter",
     "MetricsSnapshot",
+    "NoWindowError",
     "Overflow",
     "PipelineStoppedError",
     "RetryExhaustedError",
     "RetryPolicy",
     "Stream",
     "StreamConsumedError",
+    "StreamError",
     "StreamnbError",
-    "__version__",
+    "UsageError",
+    "WindowConfigError",
     "default_retryable",
+    "__version__",
 ]

@@ -98,7 +98,7 @@ from dask.utils import funcname
 from distributed import Client
 from distributed import Future as DaskFuture
 
-from .errors import StreamnbError
+from .errors import DaskStageError
 
 __all__ = ["DaskExecutor", "DaskStageError", "DaskStageInfo", "stage_infos"]
 
@@ -127,10 +127,6 @@ class _Call:
         self.out = out
         self.dfut: DaskFuture[Any] | None = None
 
-
-class DaskStageError(StreamnbError):
-    """A :class:`DaskExecutor` was misused: used after shutdown, or given a ``scatter``
-    keyword the function does not accept or Dask reserves."""
 
 
 @dataclass(frozen=True, slots=True)

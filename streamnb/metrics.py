@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ._log import get_logger
 
@@ -31,7 +31,19 @@ if TYPE_CHECKING:
     from .buffer import BufferStats
     from .recovery import DeadLetter
 
-__all__ = ["MAX_PUBLISH_STEP", "PUBLISH_INTERVAL", "Meter", "MetricsSnapshot", "StageStatus"]
+__all__ = [
+    "MAX_PUBLISH_STEP",
+    "PUBLISH_INTERVAL",
+    "BufferSnapshot",
+    "CallSnapshot",
+    "ConcurrencySnapshot",
+    "Meter",
+    "MetricsSnapshot",
+    "Observable",
+    "ResilientSnapshot",
+    "Snapshot",
+    "StageStatus",
+]
 
 _log = get_logger("streamnb.metrics")
 
@@ -93,6 +105,130 @@ class MetricsSnapshot:
         d = asdict(self)
         d["utilisation"] = self.utilisation
         return d
+
+
+@dataclass(frozen=True, slots=True)
+class BufferSnapshot:
+    """One ``buffer`` stage at ``taken_at``: depth now, high-water, drops, backpressure.
+
+    ``blocked_seconds`` is the time the producer spent waiting for room (``block`` policy) -
+    a direct measure of backpressure.
+    """
+
+    name: str
+    capacity: int
+    depth: int
+    high_water: int
+    dropped: int
+    blocked_seconds: float
+    overflow: str
+    taken_at: float
+
+    @property
+    def utilisation(self) -> float:
+        """depth / capacity in [0, 1]."""
+        return self.depth / self.capacity if self.capacity else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict (for logs, JSON, pandas)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencySnapshot:
+    """One concurrent stage (``map(concurrency=N)``, ``executor=``) at ``taken_at``.
+
+    ``in_flight`` calls are running now, ``max_in_flight`` is the most there have been, never
+    above ``concurrency``. ``executor`` names the executor (None for async functions on the
+    loop); ``dashboard_link`` is a cluster dashboard's URL when the executor has one (Dask).
+    """
+
+    name: str
+    concurrency: int
+    in_flight: int
+    max_in_flight: int
+    started: int
+    completed: int
+    failed: int
+    executor: str | None
+    dashboard_link: str | None
+    taken_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict (for logs, JSON, pandas)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ResilientSnapshot:
+    """A ``Stream.resilient`` source (or a resumed gRPC stream) at ``taken_at``.
+
+    ``failures`` counts failed attempts, ``reconnects`` the new sources opened after one;
+    ``delivered`` the items handed downstream in all; ``last_error`` the latest failure.
+    """
+
+    name: str
+    delivered: int
+    failures: int
+    reconnects: int
+    last_error: str | None
+    taken_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict (for logs, JSON, pandas)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class CallSnapshot:
+    """One gRPC call (or one run of a response Stream, reconnects included) at ``taken_at``.
+
+    ``errors`` counts failed attempts and undecodable messages; ``code`` is the final status
+    name (``"OK"``, ``"UNAVAILABLE"``..., ``None`` while running).
+    """
+
+    name: str
+    method: str
+    shape: str
+    sent: int
+    received: int
+    bytes_sent: int
+    bytes_received: int
+    errors: int
+    decode_errors: int
+    reconnects: int
+    code: str | None
+    elapsed: float
+    taken_at: float
+
+    @property
+    def rate(self) -> float:
+        """Messages received per second."""
+        return self.received / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict (for logs, JSON, pandas)."""
+        d = asdict(self)
+        d["rate"] = self.rate
+        return d
+
+
+#: What a run's observables return: one frozen dataclass per kind of stage.
+Snapshot = (
+    MetricsSnapshot | BufferSnapshot | ConcurrencySnapshot | ResilientSnapshot | CallSnapshot
+)
+
+
+@runtime_checkable
+class Observable(Protocol):
+    """The one metrics protocol: anything a run registers answers ``snapshot()`` with a frozen
+    dataclass (cheap, safe from any task, never blocking); readers - the dashboard, logs, your
+    code - read only snapshots, never the live object's fields."""
+
+    @property
+    def name(self) -> str: ...
+
+    def snapshot(self) -> Snapshot: ...
 
 
 @dataclass(eq=False)

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import StreamnbError
+from .errors import WindowConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,9 +40,6 @@ TIMESTAMP_COLUMN = "arrived_at"
 # A time window prunes expired items from the hot path at most this often (fraction of its span).
 _PRUNE_FRACTION = 0.125
 
-
-class WindowConfigError(StreamnbError, ValueError):
-    """A Window was configured without a bound or with a non-positive one."""
 
 
 class Window:

@@ -45,6 +45,7 @@ from streamnb.recovery import CircuitBreaker
 from streamnb.stream import _from_sync
 
 from .._log import get_logger
+from ..errors import ClientClosedError
 from .codecs import Codec, CodecLike, resolve_codec
 from .errors import RETRYABLE_CODES, DecodeError, EncodeError, RpcError
 
@@ -286,7 +287,7 @@ class GrpcClient:
 
     def _ensure_channel(self) -> grpc.aio.Channel:
         if self._closed:
-            raise RuntimeError(f"GrpcClient({self.target!r}) is closed")
+            raise ClientClosedError(f"GrpcClient({self.target!r}) is closed")
         if self._channel is None:
             if self._credentials is not None:
                 self._channel = grpc.aio.secure_channel(
@@ -317,7 +318,7 @@ class GrpcClient:
 
     def _callable(self, shape: CallShape, path: str) -> Any:
         if self._closed:
-            raise RuntimeError(f"GrpcClient({self.target!r}) is closed")
+            raise ClientClosedError(f"GrpcClient({self.target!r}) is closed")
         key = (shape, path)
         mc = self._callables.get(key)
         if mc is None:
@@ -529,7 +530,7 @@ class GrpcClient:
     ) -> AsyncIterator[Any]:
         """One call of a server stream. ``final``: this attempt's end is the run's end."""
         if self._closed:
-            raise RuntimeError(f"GrpcClient({self.target!r}) is closed: cannot call {path}")
+            raise ClientClosedError(f"GrpcClient({self.target!r}) is closed: cannot call {path}")
         data = self._encode(codec, path, request, 0)
         remaining = deadline.remaining()
         if remaining is not None and remaining <= 0:
@@ -851,7 +852,7 @@ class GrpcClient:
         dead_letter: DeadLetter[Any] | None,
     ) -> AsyncIterator[Any]:
         if self._closed:
-            raise RuntimeError(f"GrpcClient({self.target!r}) is closed: cannot call {path}")
+            raise ClientClosedError(f"GrpcClient({self.target!r}) is closed: cannot call {path}")
         self._started(stats, md, deadline_s)
         call = mc(timeout=deadline_s, metadata=md, wait_for_ready=wait_for_ready)
         live = self._live

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from streamnb.errors import StreamnbError
+from streamnb.errors import StreamError
 
 if TYPE_CHECKING:
     import grpc
@@ -36,7 +36,7 @@ def _code_name(code: grpc.StatusCode | None) -> str:
     return "NONE" if code is None else code.name
 
 
-class RpcError(StreamnbError):
+class RpcError(StreamError):
     """A gRPC call failed.
 
     Attributes: ``method`` (full path, ``/pkg.Service/Method``), ``code`` (``grpc.StatusCode``, or
@@ -113,7 +113,7 @@ class DecodeError(RpcError):
         return (type(self), (self.method, self.index, self.data, self.reason))
 
 
-class EncodeError(StreamnbError):
+class EncodeError(StreamError):
     """Request message ``index`` of ``method`` could not be encoded (wrong type, bad field...).
 
     The encoder's exception is ``__cause__``. Raised before anything is sent for that message.

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import StreamnbError
+from ..errors import InvalidTransitionError
 from ..metrics import MetricsSnapshot
 from ..window import flatten_item
 
@@ -73,9 +73,6 @@ _BAR_STYLE: dict[str, BarStyle] = {
     "cancelled": "warning",
 }
 
-
-class InvalidTransitionError(StreamnbError):
-    """A run was asked to move between two statuses that cannot follow each other."""
 
 
 def check_transition(old: RunStatus, new: RunStatus) -> RunStatus:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._log import get_logger
-from ..errors import PipelineStoppedError, StreamnbError
+from ..errors import NoWindowError, PipelineStoppedError, UsageError
 from ..metrics import MetricsSnapshot
 from . import _env
 from ._format import (
@@ -75,9 +75,6 @@ _MAX_CHECK_STEP = 1024
 _RUNS: dict[str, Run] = {}
 _counter = itertools.count(1)
 
-
-class NoWindowError(StreamnbError):
-    """``Run.window`` / ``Run.to_pandas()`` on a run whose stream has no ``.window(...)``."""
 
 
 class _View(Protocol):
@@ -574,7 +571,7 @@ def start(
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        raise StreamnbError(
+        raise UsageError(
             "start() needs a running event loop (a notebook cell or async code); "
             "in a plain script use run_sync(stream) or asyncio.run(run(stream))"
         ) from None

@@ -11,6 +11,7 @@ import pytest
 from grpc_helpers import no_new_tasks, other_tasks
 
 from streamnb.demo import DemoServer
+from streamnb.errors import ClientClosedError
 from streamnb.grpc import Codec, GrpcClient, RpcError
 from streamnb.grpc._generated import streamnb_demo_pb2 as pb
 
@@ -138,12 +139,12 @@ async def test_client_close_cancels_open_calls(server: DemoServer) -> None:
     served = await server.wait_for_call(lambda c: c.finished)
     assert served.cancelled
     assert channel._channel.closed()  # the channel the client opened is closed
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(ClientClosedError, match="closed"):
         client.server_stream(FEED + "Subscribe", _endless())
     defined_before = GrpcClient(server.address)
     async with defined_before:
         late = defined_before.bidi(JSON + "Echo", [1])
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(ClientClosedError, match="closed"):
         await late.collect()
     await no_new_tasks(before)
 
