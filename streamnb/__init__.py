@@ -84,6 +84,6 @@ __all__ = [
     "StreamnbError",
     "UsageError",
     "WindowConfigError",
-    "default_retryable",
     "__version__",
+    "default_retryable",
 ]
