@@ -41,15 +41,16 @@ from collections.abc import (
     Iterator,
 )
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from ._concurrent import concurrent_map
 from ._fuse import Fragment, fuse
+from ._runstate import ObservableKind, RunState
 from .buffer import BufferStats, Overflow, _Channel, _check_overflow
 from .errors import CollectLimitError, EmptyStreamError, StreamConsumedError
-from .metrics import Meter, MetricsSnapshot
+from .metrics import Meter, MetricsSnapshot, Snapshot
 from .recovery import (
     CircuitBreaker,
     DeadLetter,
@@ -127,6 +128,13 @@ def _aiter_any(obj: Any) -> AsyncIterator[Any]:
     return _from_sync(it)
 
 
+class _RunFactory:
+    __slots__ = ("factory",)
+
+    def __init__(self, factory: Callable[[RunState], Any]) -> None:
+        self.factory = factory
+
+
 class _Source:
     """Resolves what ``Stream(source)`` was given into a fresh iterator per iteration."""
 
@@ -137,6 +145,8 @@ class _Source:
         self._consumed = False
         if hasattr(obj, "__anext__"):
             self._kind = "async_once"
+        elif isinstance(obj, _RunFactory):
+            self._kind = "run_factory"
         elif hasattr(obj, "__aiter__"):
             self._kind = "async"
         elif hasattr(obj, "__next__"):
@@ -151,9 +161,11 @@ class _Source:
                 f"function returning one; got {type(obj).__name__}"
             )
 
-    def open(self) -> tuple[Any, bool]:
+    def open(self, run: RunState) -> tuple[Any, bool]:
         """(iterator, is_sync) for one iteration."""
         kind, obj = self._kind, self._obj
+        if kind == "run_factory":
+            return _open_factory(lambda: obj.factory(run)), False
         if kind.endswith("_once"):
             if self._consumed:
                 raise StreamConsumedError(
@@ -173,22 +185,14 @@ class _Source:
 # --------------------------------------------------------------------------------------------
 # per-run state
 # --------------------------------------------------------------------------------------------
-@dataclass
-class _Run:
-    meters: dict[str, Meter] = field(default_factory=dict)
-    buffers: dict[str, BufferStats] = field(default_factory=dict)
-    dead_letters: dict[str, DeadLetter[Any]] = field(default_factory=dict)
-    windows: dict[str, Window] = field(default_factory=dict)
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    roots: list[Any] = field(default_factory=list)  # source iterators, closed at the end
+class _Run(RunState):
+    """The core's per-run tables on top of the shared :class:`RunState` registry."""
 
-    def unique(self, table: dict[str, Any], name: str, what: str) -> str:
-        if name in table:
-            raise ValueError(
-                f"two {what} stages are both named {name!r} in one stream; give them "
-                "different names"
-            )
-        return name
+    def __init__(self) -> None:
+        super().__init__()
+        self.meters: dict[str, Meter] = {}
+        self.buffers: dict[str, BufferStats] = {}
+        self.stages: dict[str, dict[str, Any]] = {}
 
 
 @dataclass
@@ -265,6 +269,15 @@ class Iteration(Generic[T]):
     @property
     def stages(self) -> dict[str, dict[str, Any]]:
         return self._state.stages
+
+    @property
+    def state(self) -> RunState:
+        """The run's registry of observables, dead letters and windows."""
+        return self._state
+
+    def snapshots(self, kind: ObservableKind | None = None) -> dict[str, Snapshot]:
+        """Frozen snapshots of what the run registered (see :meth:`RunState.snapshots`)."""
+        return self._state.snapshots(kind)
 
     def metrics(self) -> dict[str, MetricsSnapshot]:
         """A snapshot per monitored stage (name -> frozen MetricsSnapshot)."""
@@ -742,7 +755,7 @@ class Stream(Generic[T]):
 
     def _build(self, run: _Run) -> AsyncIterator[T]:
         source, ops = self._chain()
-        cur, is_sync = source.open()
+        cur, is_sync = source.open(run)
         run.roots.append(cur)
         link = _Link()
         frags: list[Fragment] = []
@@ -993,6 +1006,26 @@ class Stream(Generic[T]):
         """Keep the most recent items (``last`` of them, or those of the last ``seconds``) in a
         bounded ring, readable any time as ``iteration.windows[name].to_pandas()``."""
         return self._then(_WindowOp(last, seconds, name))
+
+    @classmethod
+    def from_run(
+        cls, factory: Callable[[RunState], Iterable[T] | AsyncIterable[T]]
+    ) -> Stream[T]:
+        """A source that sees the run it feeds: ``factory(run)`` is called anew at the first
+        pull of every iteration with that iteration's :class:`RunState`, so the source can
+        register what it wants to show (``run.observe("call", stats)``) on the run itself -
+        never on the definition.
+
+        Example::
+
+            def open_feed(run: RunState) -> AsyncIterator[Event]:
+                counter = ReconnectCounter("feed")
+                run.observe("resilient", counter)
+                return feed(counter)
+
+            stream = Stream.from_run(open_feed)
+        """
+        return cls(cast(Any, _RunFactory(factory)))
 
     # -- resilient source -------------------------------------------------------------------
     @classmethod
