@@ -240,6 +240,7 @@ class _ClientBase:
         self._callables: dict[tuple[str, str], Any] = {}
         #: Snapshots of finished calls, oldest first (bounded).
         self.history: deque[CallSnapshot] = deque(maxlen=history)
+        self._reflection: Reflector | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -412,6 +413,27 @@ class _ClientBase:
             raise
         if final:
             self._end(run, None)
+
+    async def _once(
+        self,
+        shape: CallShape,
+        method: str,
+        source: Any,
+        codec: CodecLike | None,
+        timeout: float | None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
+        metadata: MetadataLike | None,
+        wait_for_ready: bool | None,
+    ) -> Any:
+        """A unary or client-streaming call, from its arguments to its decoded response."""
+        spec = self._spec(
+            shape,
+            method,
+            codec=codec,
+            timeout=timeout,
+            metadata=metadata,
+            wait_for_ready=wait_for_ready,
+        )
+        return await self._single(self._new_run(spec), source)
 
     async def _single(self, run: CallRun, source: Any) -> Any:
         """The one response of a unary or client-streaming call, decoded; the run ended."""
@@ -628,16 +650,8 @@ class _CallRetry(RetryPolicy):
                 return False
             return base.retry_on(exc)
 
-        return cls(
-            max_attempts=base.max_attempts,
-            initial=base.initial,
-            multiplier=base.multiplier,
-            max_delay=base.max_delay,
-            jitter=base.jitter,
-            retry_on=retry_on,
-            base=base,
-            deadline=deadline,
-        )
+        copied = {f.name: getattr(base, f.name) for f in dataclasses.fields(RetryPolicy)}
+        return cls(**{**copied, "retry_on": retry_on}, base=base, deadline=deadline)
 
     def delay(self, attempt: int) -> float:
         """The base policy's delay, ending at the deadline at the latest."""
@@ -702,32 +716,6 @@ class GrpcClient(_ClientBase):
             n = await feed.count()
     """
 
-    def __init__(
-        self,
-        target: str | grpc.aio.Channel,
-        *,
-        codec: CodecLike = "json",
-        credentials: grpc.ChannelCredentials | None = None,
-        metadata: MetadataLike | None = None,
-        timeout: float | None = None,
-        max_send_message_length: int | None = None,
-        max_receive_message_length: int | None = None,
-        options: Sequence[tuple[str, Any]] = (),
-        history: int = 256,
-    ) -> None:
-        super().__init__(
-            target,
-            codec=codec,
-            credentials=credentials,
-            metadata=metadata,
-            timeout=timeout,
-            max_send_message_length=max_send_message_length,
-            max_receive_message_length=max_receive_message_length,
-            options=options,
-            history=history,
-        )
-        self._reflection: Reflector | None = None
-
     async def __aenter__(self) -> GrpcClient:
         self._ensure_channel()
         return self
@@ -757,15 +745,7 @@ class GrpcClient(_ClientBase):
         Example: ``await client.unary("/streamnb.demo.v1.EventFeed/Get", GetRequest(seq=1),
         codec=Event)``.
         """
-        spec = self._spec(
-            "unary",
-            method,
-            codec=codec,
-            timeout=timeout,
-            metadata=metadata,
-            wait_for_ready=wait_for_ready,
-        )
-        return await self._single(self._new_run(spec), request)
+        return await self._once("unary", method, request, codec, timeout, metadata, wait_for_ready)
 
     # -- server streaming -----------------------------------------------------------------------
 
@@ -847,15 +827,9 @@ class GrpcClient(_ClientBase):
 
         Example: ``await client.client_stream("/streamnb.demo.v1.Json/Aggregate", range(10))``.
         """
-        spec = self._spec(
-            "client_stream",
-            method,
-            codec=codec,
-            timeout=timeout,
-            metadata=metadata,
-            wait_for_ready=wait_for_ready,
+        return await self._once(
+            "client_stream", method, requests, codec, timeout, metadata, wait_for_ready
         )
-        return await self._single(self._new_run(spec), requests)
 
     # -- bidirectional --------------------------------------------------------------------------
 
