@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._clock import AdaptiveStep
 from .metrics import MAX_PUBLISH_STEP, PUBLISH_INTERVAL
 from .recovery import SKIP, annotate
 
@@ -55,20 +56,20 @@ class _Ticker:
     Each tick reads the clock once. Every ``PUBLISH_INTERVAL`` (20 ms) it publishes the counts
     of the run's monitors to their meters; every ``_YIELD_EVERY`` it asks the run to give the
     event loop a turn (a fused loop over a fast source would otherwise starve the dashboard
-    timer, widget buttons and the kernel). ``step`` adapts so that ticks come about every
-    millisecond or two: every item for a slow stream, every ``MAX_PUBLISH_STEP`` items at
-    most for a fast one.
+    timer, widget buttons and the kernel). The :class:`~streamnb._clock.AdaptiveStep` makes
+    ticks come about every millisecond or two: every item for a slow stream, every
+    ``MAX_PUBLISH_STEP`` items at most for a fast one.
     """
 
-    __slots__ = ("clock", "due", "last", "last_pub", "last_yield", "meters", "step", "unstarted")
+    __slots__ = ("adapt", "clock", "due", "last_pub", "last_yield", "meters", "unstarted")
 
     def __init__(self, meters: list[Any]) -> None:
         self.meters = meters
         self.clock = time.monotonic
-        self.last = self.last_yield = self.clock()
+        self.last_yield = now = self.clock()
+        self.adapt = AdaptiveStep(_TICK_INTERVAL, MAX_PUBLISH_STEP, now=now)
         self.last_pub = float("-inf")
         self.unstarted = bool(meters)  # some meter still waits for its first item
-        self.step = 1
         self.due = False
 
     def tick(self, counts: tuple[tuple[int, int, Any], ...]) -> int:
@@ -76,17 +77,11 @@ class _Ticker:
         if self.unstarted or now - self.last_pub >= PUBLISH_INTERVAL:
             self.last_pub = now
             for m, (n, b, last) in zip(self.meters, counts, strict=True):
-                m._publish(n, b, last)
+                m.publish(n, b, last)
             self.unstarted = any(m.first_t is None for m in self.meters)
         if now - self.last_yield >= _YIELD_EVERY:
             self.due = True
-        dt = now - self.last
-        self.last = now
-        if dt < 0.001:
-            self.step = min(self.step * 2, MAX_PUBLISH_STEP)
-        elif dt > 0.004 and self.step > 1:
-            self.step //= 2
-        return self.step
+        return self.adapt.update(now)
 
     async def pause(self) -> None:
         self.due = False
@@ -94,6 +89,8 @@ class _Ticker:
         self.last_yield = self.clock()
 
 
+#: target seconds between two ticks of a fused loop
+_TICK_INTERVAL = 0.002
 _YIELD_EVERY = 0.02
 
 
@@ -119,7 +116,7 @@ def _monitor_lines(frags: list[Fragment], exact: list[bool]) -> tuple[str, list[
             f.body.append(f"b{j} += s{j}(x)")
         if f.stamped:
             f.body.append(f"l{j} = x")
-        f.final = [f"m{j}._finish({final}, b{j}, _exc)"]
+        f.final = [f"m{j}.finish({final}, b{j}, _exc)"]
         counts.append(f"({seen}, b{j}, l{j})")
         meters.append(f.meter)
     return "(" + "".join(c + ", " for c in counts) + ")", meters

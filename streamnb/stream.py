@@ -38,25 +38,33 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
 )
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, cast, overload
 
-from ._concurrent import concurrent_map
+from ._concurrent import WorkerPool
 from ._fuse import Fragment, fuse
+from ._iter import aclose, aiter_any, from_sync, is_async_callable
 from ._runstate import ObservableKind, RunState
-from .buffer import BufferStats, Overflow, _Channel, _check_overflow
+from .buffer import Channel, Overflow, check_overflow
 from .errors import CollectLimitError, EmptyStreamError, StreamConsumedError
-from .metrics import Meter, MetricsSnapshot, Snapshot
+from .metrics import (
+    BufferObservable,
+    BufferSnapshot,
+    ConcurrencySnapshot,
+    Meter,
+    MetricsSnapshot,
+    Snapshot,
+)
 from .recovery import (
     CircuitBreaker,
     DeadLetter,
     ErrorPolicy,
+    ItemPolicy,
+    ResilientStats,
     RetryPolicy,
-    _ItemPolicy,
     annotate,
     describe,
     resilient,
@@ -68,7 +76,7 @@ if TYPE_CHECKING:
     from .notebook.runner import Run, RunSummary
     from .window import Window
 
-__all__ = ["Iteration", "Stream"]
+__all__ = ["Iteration", "RunOptions", "Stream"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -83,26 +91,15 @@ DEFAULT_COLLECT_LIMIT = 10_000
 # --------------------------------------------------------------------------------------------
 # sources
 # --------------------------------------------------------------------------------------------
-def _is_async_fn(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
-    )
-
-
-async def _from_sync(it: Iterator[T]) -> AsyncGenerator[T, None]:
-    try:
-        for x in it:
-            yield x
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
+#: kept for streamnb.grpc.client, which imports this name; use streamnb._iter.from_sync
+_from_sync = from_sync
+_is_async_fn = is_async_callable
 
 
 async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]:
     obj = factory()
     try:
-        it = _aiter_any(obj)
+        it = aiter_any(obj)
     except TypeError:
         raise TypeError(
             f"Stream(factory): the factory returned {type(obj).__name__}, "
@@ -112,20 +109,7 @@ async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]
         async for x in it:
             yield x
     finally:
-        await _aclose(it)
-
-
-def _aiter_any(obj: Any) -> AsyncIterator[Any]:
-    """An async iterator over any sync or async iterable (a Stream included)."""
-    if hasattr(obj, "__aiter__"):
-        return cast(AsyncIterator[Any], obj.__aiter__())
-    try:
-        it = iter(obj)  # not hasattr(__iter__): sequences with only __getitem__ count too
-    except TypeError:
-        raise TypeError(
-            f"expected an iterable or async iterable, got {type(obj).__name__}"
-        ) from None
-    return _from_sync(it)
+        await aclose(it)
 
 
 class _RunFactory:
@@ -185,21 +169,14 @@ class _Source:
 # --------------------------------------------------------------------------------------------
 # per-run state
 # --------------------------------------------------------------------------------------------
-class _Run(RunState):
-    """The core's per-run tables on top of the shared :class:`RunState` registry."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.meters: dict[str, Meter] = {}
-        self.buffers: dict[str, BufferStats] = {}
-        self.stages: dict[str, dict[str, Any]] = {}
+_Run = RunState
 
 
 @dataclass
 class _Link:
     """What the previous stage of a run offers to a monitor placed right after it."""
 
-    buffer: BufferStats | None = None
+    buffer: BufferObservable | None = None
     dead_letter: DeadLetter[Any] | None = None
     prev: _Link | None = None
 
@@ -212,8 +189,10 @@ class Iteration(Generic[T]):
 
     Besides guaranteed cleanup it gives access to the run's live state: ``meters`` and
     ``metrics()`` (one entry per ``monitor``), ``buffers`` (per ``buffer``), ``dead_letters``
-    (per stage with an error policy), ``windows`` (per ``window``) and ``stages`` (extra live
-    figures such as in-flight calls of a concurrent map).
+    (per stage with an error policy), ``windows`` (per ``window``) and ``stages`` (per concurrent
+    ``map``: calls in flight). ``buffers``, ``stages`` and ``metrics()`` are frozen snapshots
+    taken when read; ``snapshots()`` gives every observable of the run, resilient sources and
+    gRPC calls included.
     """
 
     def __init__(self, stream: Stream[T]) -> None:
@@ -241,22 +220,24 @@ class Iteration(Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         it, self._it = self._it, None
-        await _aclose(it)
+        await aclose(it)
         # a generator that never started does not run its cleanup when closed: close the
         # sources themselves too (closing a finished generator is a no-op)
         for root in self._state.roots:
-            await _aclose(root)
+            await aclose(root)
             close = getattr(root, "close", None)
             if close is not None and not inspect.iscoroutinefunction(close):
                 close()
 
     @property
     def meters(self) -> dict[str, Meter]:
-        return self._state.meters
+        """The live meter of every ``monitor`` (read them with ``metrics()``)."""
+        return cast(dict[str, Meter], self._state.observed("monitor"))
 
     @property
-    def buffers(self) -> dict[str, BufferStats]:
-        return self._state.buffers
+    def buffers(self) -> dict[str, BufferSnapshot]:
+        """A snapshot of every ``buffer`` now (name -> frozen BufferSnapshot)."""
+        return cast(dict[str, BufferSnapshot], self._state.snapshots("buffer"))
 
     @property
     def dead_letters(self) -> dict[str, DeadLetter[Any]]:
@@ -267,8 +248,9 @@ class Iteration(Generic[T]):
         return self._state.windows
 
     @property
-    def stages(self) -> dict[str, dict[str, Any]]:
-        return self._state.stages
+    def stages(self) -> dict[str, ConcurrencySnapshot]:
+        """A snapshot of every concurrent ``map`` stage now (name -> ConcurrencySnapshot)."""
+        return cast(dict[str, ConcurrencySnapshot], self._state.snapshots("concurrency"))
 
     @property
     def state(self) -> RunState:
@@ -281,7 +263,7 @@ class Iteration(Generic[T]):
 
     def metrics(self) -> dict[str, MetricsSnapshot]:
         """A snapshot per monitored stage (name -> frozen MetricsSnapshot)."""
-        return {name: m.snapshot() for name, m in self._state.meters.items()}
+        return cast(dict[str, MetricsSnapshot], self._state.snapshots("monitor"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,6 +296,7 @@ class _MapOp(_Op):
         name: str | None,
     ) -> None:
         self.label = name or f"map({describe(fn)})"
+        self.named = name is not None
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"{self.label}: concurrency={concurrency!r} must be an int >= 1")
         self.is_async = _is_async_fn(fn)
@@ -331,15 +314,15 @@ class _MapOp(_Op):
         self.concurrency = concurrency
         self.ordered = ordered
         self.executor = executor
-        _ItemPolicy(self.label, on_error, None, retry)  # validate now, not at run time
+        ItemPolicy(self.label, on_error, None, retry)  # validate now, not at run time
         self.on_error = on_error
         self.dead_letter = dead_letter
         self.retry = retry
         self.breaker = breaker
         self.fusable = executor is None and concurrency == 1
 
-    def _policy(self, run: _Run, link: _Link) -> _ItemPolicy:
-        policy = _ItemPolicy(self.label, self.on_error, self.dead_letter, self.retry)
+    def _policy(self, run: _Run, link: _Link) -> ItemPolicy:
+        policy = ItemPolicy(self.label, self.on_error, self.dead_letter, self.retry)
         if self.on_error != "raise":
             run.dead_letters[run.unique(run.dead_letters, self.label, "error-policy")] = (
                 policy.dead_letter
@@ -382,13 +365,11 @@ class _MapOp(_Op):
 
     def build(self, src: AsyncIterator[Any], run: _Run, link: _Link) -> AsyncIterator[Any]:
         policy = self._policy(run, link)
-        stats: dict[str, Any] = {}
         if self.executor is not None:
             # the plain function travels to the executor; a breaker stays here, around the
             # awaited call, so its state is this process's and nothing extra is shipped
             executor, plain, breaker = self.executor, self.fn, self.breaker
             loop = asyncio.get_running_loop()
-            stats["executor"] = executor
 
             def offload(x: Any) -> Awaitable[Any]:
                 return loop.run_in_executor(executor, plain, x)
@@ -402,8 +383,10 @@ class _MapOp(_Op):
                 afn = guarded
         else:
             afn = self._effective_fn()
-        run.stages[self.label] = stats
-        return concurrent_map(src, afn, self.concurrency, self.ordered, policy, stats)
+        name = self.label if self.named else run.free_name("concurrency", self.label)
+        pool = WorkerPool(name, afn, self.concurrency, self.ordered, policy, self.executor)
+        run.observe("concurrency", pool)
+        return pool.run(src)
 
 
 class _SimpleOp(_Op):
@@ -460,7 +443,7 @@ class _MonitorOp(_Op):
 
     def fragment(self, j: int, run: _Run, link: _Link) -> Fragment:
         m = Meter(
-            run.unique(run.meters, self.name, "monitor"),
+            self.name,
             size=self.size,
             timestamp=self.timestamp,
             total=self.total,
@@ -469,8 +452,8 @@ class _MonitorOp(_Op):
         )
         if link.prev is not None:
             m.buffer, m.dead_letter = link.prev.buffer, link.prev.dead_letter
-        m._start()
-        run.meters[self.name] = m
+        m.start()
+        run.observe("monitor", m)
         params: dict[str, Any] = {f"m{j}": m}
         if self.size is not None:
             params[f"s{j}"] = self.size
@@ -541,23 +524,22 @@ class _BatchOp(_Op):
 async def _timed_batch(
     src: AsyncIterator[T], size: int, within: float
 ) -> AsyncGenerator[list[T], None]:
-    chan: _Channel[T] = _Channel("batch", max(size, 16))
+    chan: Channel[T] = Channel("batch", max(size, 16))
     chan.start([src])
-    q = chan._q
     clock = time.monotonic
     chunk: list[T] = []
     deadline = 0.0
     try:
         while True:
-            if q:
-                chunk.append(chan._take())
+            if chan:
+                chunk.append(chan.take())
                 if len(chunk) == 1:
                     deadline = clock() + within
                 if len(chunk) >= size or clock() >= deadline:
                     out, chunk = chunk, []
                     yield out
             elif chan.finished:
-                if q:
+                if chan:
                     continue
                 if chunk:
                     out, chunk = chunk, []
@@ -590,18 +572,16 @@ class _BufferOp(_Op):
     def __init__(
         self, size: int, overflow: str, put_timeout: float | None, name: str | None
     ) -> None:
-        _Channel(name or "buffer", size, overflow, put_timeout)  # validate now
+        Channel(name or "buffer", size, overflow, put_timeout)  # validate now
         self.size, self.overflow, self.put_timeout = size, overflow, put_timeout
         self.name = name
         self.label = f"buffer({size}, {overflow})"
 
     def build(self, src: AsyncIterator[Any], run: _Run, link: _Link) -> AsyncIterator[Any]:
-        name = self.name or f"buffer{len(run.buffers) + 1}"
-        chan: _Channel[Any] = _Channel(
-            run.unique(run.buffers, name, "buffer"), self.size, self.overflow, self.put_timeout
-        )
-        run.buffers[name] = chan.stats
-        link.buffer = chan.stats
+        name = self.name or f"buffer{run.count('buffer') + 1}"
+        chan: Channel[Any] = Channel(name, self.size, self.overflow, self.put_timeout)
+        run.observe("buffer", chan)
+        link.buffer = chan
         return chan.drain([src])
 
 
@@ -616,7 +596,7 @@ class _CombineOp(_Op):
         srcs = [src] + [o._build(run) for o in self.others]
         if self.kind == "zip":
             return _zip(srcs)
-        chan: _Channel[Any] = _Channel("merge", self.capacity)
+        chan: Channel[Any] = Channel("merge", self.capacity, method="merge")
         return chan.drain(srcs)
 
 
@@ -632,9 +612,7 @@ async def _zip(srcs: list[AsyncIterator[Any]]) -> AsyncGenerator[tuple[Any, ...]
             yield tuple(row)
     finally:
         for s in srcs:
-            aclose = getattr(s, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await aclose(s)
 
 
 async def _take(src: AsyncIterator[T], n: int) -> AsyncGenerator[T, None]:
@@ -646,16 +624,12 @@ async def _take(src: AsyncIterator[T], n: int) -> AsyncGenerator[T, None]:
             i += 1
             if i >= n:
                 # close the source before handing out the last item: exactly n pulls
-                aclose = getattr(src, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                await aclose(src)
                 yield x
                 return
             yield x
     finally:
-        aclose = getattr(src, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose(src)
 
 
 async def _flat_map(
@@ -667,7 +641,7 @@ async def _flat_map(
             index += 1
             try:
                 inner = await fn(x) if is_async else fn(x)
-                it = _aiter_any(inner)
+                it = aiter_any(inner)
             except Exception as exc:
                 annotate(exc, label, index, x)
                 raise
@@ -675,11 +649,9 @@ async def _flat_map(
                 async for y in it:
                     yield y
             finally:
-                aclose = getattr(it, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                await aclose(it)
     finally:
-        await _aclose(src)
+        await aclose(src)
 
 
 async def _throttle(src: AsyncIterator[T], rate: float) -> AsyncGenerator[T, None]:
@@ -695,13 +667,7 @@ async def _throttle(src: AsyncIterator[T], rate: float) -> AsyncGenerator[T, Non
             next_t = max(next_t, now) + interval
             yield x
     finally:
-        await _aclose(src)
-
-
-async def _aclose(it: Any) -> None:
-    aclose = getattr(it, "aclose", None)
-    if aclose is not None:
-        await aclose()
+        await aclose(src)
 
 
 # --------------------------------------------------------------------------------------------
@@ -962,7 +928,7 @@ class Stream(Generic[T]):
         errors reach the consumer after the items accepted before them. Statistics:
         ``iteration.buffers[name]`` (capacity, depth, high_water, dropped, blocked_seconds).
         """
-        _check_overflow(overflow)
+        check_overflow("buffer", overflow)
         return self._then(_BufferOp(size, overflow, put_timeout, name))
 
     # -- combine ----------------------------------------------------------------------------
@@ -1036,6 +1002,7 @@ class Stream(Generic[T]):
         checkpoint: Callable[[T], Any] | None = None,
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
+        name: str = "resilient",
     ) -> Stream[T]:
         """A source that survives failures and resumes *after* the last delivered item.
 
@@ -1045,9 +1012,18 @@ class Stream(Generic[T]):
         nothing repeated. Only failures that ``retry.retry_on`` accepts are retried, with
         exponential backoff and jitter; the budget (``max_attempts`` consecutive failures)
         resets after progress. A ``breaker`` is consulted before every (re)connection.
+
+        Each run registers a :class:`~streamnb.recovery.ResilientStats` under ``name``:
+        ``it.snapshots("resilient")[name]`` counts delivered items, failures, reconnects.
         """
         policy = retry or RetryPolicy()
-        return Stream(lambda: resilient(factory, checkpoint, policy, breaker, {}))
+
+        def open_run(run: RunState) -> AsyncIterator[T]:
+            stats = ResilientStats(name)
+            run.observe("resilient", stats)
+            return resilient(factory, checkpoint, policy, breaker, stats)
+
+        return Stream.from_run(open_run)
 
     # -- terminals --------------------------------------------------------------------------
     async def collect(self, limit: int | None = DEFAULT_COLLECT_LIMIT) -> list[T]:
@@ -1140,23 +1116,43 @@ class Stream(Generic[T]):
         return w.to_pandas()
 
     # -- running in a notebook (streamnb[notebook]) --------------------------------------------
-    async def run(self, **kwargs: Any) -> RunSummary:
-        """Run to the end with a live dashboard (text progress outside a notebook)."""
+    async def run(self, **options: Unpack[RunOptions]) -> RunSummary:
+        """Run to the end with a live dashboard (text progress outside a notebook);
+        ``streamnb.notebook.run(self, **options)`` (see :class:`RunOptions`)."""
         from .notebook.runner import run
 
-        return await run(self, **kwargs)
+        return await run(self, **options)
 
-    def start(self, **kwargs: Any) -> Run:
-        """Run in the background on the running loop; returns a :class:`Run` handle at once."""
+    def start(self, **options: Unpack[RunOptions]) -> Run:
+        """Run in the background on the running loop; returns a :class:`Run` handle at once
+        (``streamnb.notebook.start``; see :class:`RunOptions`)."""
         from .notebook.runner import start
 
-        return start(self, **kwargs)
+        return start(self, **options)
 
-    def run_sync(self, **kwargs: Any) -> RunSummary:
-        """Run to the end from synchronous code (a script, or a notebook cell)."""
+    def run_sync(self, **options: Unpack[RunOptions]) -> RunSummary:
+        """Run to the end from synchronous code (a script, or a notebook cell);
+        ``streamnb.notebook.run_sync`` (see :class:`RunOptions`)."""
         from .notebook.runner import run_sync
 
-        return run_sync(self, **kwargs)
+        return run_sync(self, **options)
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword arguments of ``Stream.run`` / ``start`` / ``run_sync`` - those of
+    :func:`streamnb.notebook.run`, written once.
+
+    ``name`` identifies the run (a run going under that name is stopped first); ``total``
+    (items) gives the progress bar an end; ``refresh`` is the dashboard's rate in Hz;
+    ``display`` is True (widget in a notebook, text elsewhere), False, ``"widget"`` or
+    ``"text"``; ``window`` names the window the dashboard shows (False: none).
+    """
+
+    name: str | None
+    total: int | None
+    refresh: float
+    display: bool | str
+    window: str | bool | None
 
 
 def _check_count(method: str, arg: str, value: Any, minimum: int = 0) -> None:
