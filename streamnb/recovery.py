@@ -30,7 +30,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from ._iter import aclose, aiter_any
 from ._log import get_logger
-from ._validate import check_choice
+from ._validate import check_choice, check_int, check_number
 from .errors import CircuitOpenError, RetryExhaustedError
 from .metrics import ResilientSnapshot
 
@@ -96,8 +96,7 @@ class DeadLetter(Generic[T]):
     """
 
     def __init__(self, maxlen: int = 1000) -> None:
-        if maxlen < 1:
-            raise ValueError(f"DeadLetter(maxlen={maxlen}): must be >= 1")
+        check_int("DeadLetter", "maxlen", maxlen, minimum=1)
         self.maxlen = maxlen
         self.count = 0
         self._entries: deque[DeadLetterEntry[T]] = deque(maxlen=maxlen)
@@ -140,10 +139,10 @@ class RetryPolicy:
     retry_on: Callable[[BaseException], bool] = field(default=default_retryable)
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"RetryPolicy(max_attempts={self.max_attempts}): must be >= 1")
-        if self.initial < 0 or self.max_delay < 0 or self.multiplier < 1:
-            raise ValueError("RetryPolicy: delays must be >= 0 and multiplier >= 1")
+        check_int("RetryPolicy", "max_attempts", self.max_attempts, minimum=1)
+        check_number("RetryPolicy", "initial", self.initial, minimum=0.0)
+        check_number("RetryPolicy", "multiplier", self.multiplier, minimum=1.0)
+        check_number("RetryPolicy", "max_delay", self.max_delay, minimum=0.0)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
@@ -173,10 +172,8 @@ class CircuitBreaker:
         counts: Callable[[BaseException], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if failure_threshold < 1:
-            raise ValueError(f"CircuitBreaker(failure_threshold={failure_threshold}): must be >= 1")
-        if reset_timeout < 0:
-            raise ValueError(f"CircuitBreaker(reset_timeout={reset_timeout}): must be >= 0 seconds")
+        check_int("CircuitBreaker", "failure_threshold", failure_threshold, minimum=1)
+        check_number("CircuitBreaker", "reset_timeout", reset_timeout, minimum=0.0)
         self.name = name
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
