@@ -36,7 +36,7 @@ from .recovery import SKIP, annotate
 if TYPE_CHECKING:
     from .operators.base import Fragment
 
-__all__ = ["fuse", "one_to_one"]
+__all__ = ["cached_shapes", "fuse", "one_to_one"]
 
 
 class _Ticker:
@@ -138,6 +138,11 @@ class _Placed:
 
 
 _CACHE: dict[tuple[Any, ...], tuple[Callable[..., AsyncIterator[Any]], dict[int, int]]] = {}
+
+
+def cached_shapes() -> int:
+    """How many shapes of fused runs have been compiled so far (the code cache's size)."""
+    return len(_CACHE)
 
 
 def _compile(
