@@ -86,7 +86,8 @@ _NOWHERE = 1 << 30  # "no operator raised"
 
 def one_to_one(body: Sequence[str]) -> bool:
     """True when ``body`` neither drops an item (``continue``) nor ends the loop (``break``)."""
-    src = "\n".join(s.strip() for s in body) + "\n"
+    # placeholders become plain names, indentation goes: only the words matter here
+    src = "\n".join(s.strip().replace("$", "_") for s in body) + "\n"
     try:
         toks = list(tokenize.generate_tokens(io.StringIO(src).readline))
     except (tokenize.TokenError, IndentationError):
