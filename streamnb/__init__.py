@@ -18,6 +18,7 @@ Example::
     asyncio.run(main())
 """
 
+from ._tasks import running_tasks
 from .buffer import BufferStats, Overflow
 from .errors import (
     ArgumentTypeError,
@@ -86,4 +87,5 @@ __all__ = [
     "WindowConfigError",
     "__version__",
     "default_retryable",
+    "running_tasks",
 ]
