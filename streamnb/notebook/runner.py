@@ -29,13 +29,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, Unpack
 
 from .._log import get_logger
-from ..errors import NoWindowError, PipelineStoppedError, UsageError
+from ..errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    NoWindowError,
+    PipelineStoppedError,
+    UsageError,
+)
 from ..metrics import MetricsSnapshot
 from . import _env
 from ._format import (
@@ -57,6 +64,7 @@ __all__ = [
     "DEFAULT_REFRESH",
     "NoWindowError",
     "Run",
+    "RunOptions",
     "RunSummary",
     "active_runs",
     "run",
@@ -74,6 +82,46 @@ _MAX_CHECK_STEP = 1024
 
 _RUNS: dict[str, Run] = {}
 _counter = itertools.count(1)
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword arguments of a run - the one list that :func:`run`, :func:`start`,
+    :func:`run_sync`, :class:`Run` and ``Stream.run/start/run_sync`` all take.
+
+    * ``name`` - identifies the run; a run still going under that name is stopped first.
+      Default: the notebook cell's id (JupyterLab sends it), else ``run-<n>``.
+    * ``total`` - the number of items expected: gives the progress bar an end and an ETA.
+    * ``refresh`` - dashboard / text-line refreshes per second (default
+      :data:`DEFAULT_REFRESH`, 4 Hz).
+    * ``display`` - ``True``/``"auto"`` (widget in a notebook, text line elsewhere; the
+      ``STREAMNB_DISPLAY`` variable overrides the guess), ``False``/``"none"``, ``"widget"``,
+      ``"text"``.
+    * ``window`` - the name of the window whose tail the dashboard shows and ``to_pandas()``
+      reads (default: the stream's first window); ``False``: show none.
+
+    Example::
+
+        options: RunOptions = {"name": "etl", "total": 10_000}
+        summary = await run(stream, **options)
+    """
+
+    name: str | None
+    total: int | None
+    refresh: float
+    display: bool | Literal["auto", "widget", "text", "none"]
+    window: str | bool | None
+
+
+_OPTION_NAMES = frozenset(RunOptions.__annotations__)
+
+
+def _check_options(where: str, options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - _OPTION_NAMES)
+    if unknown:
+        raise ArgumentTypeError(
+            f"{where}() got unknown keyword(s) {', '.join(unknown)}; a run takes "
+            f"{', '.join(sorted(_OPTION_NAMES))} (see streamnb.notebook.RunOptions)"
+        )
 
 
 
@@ -107,28 +155,52 @@ class Run:
     ``status`` is one of pending, running, paused, done, failed, cancelled. ``await handle``
     returns the :class:`RunSummary`, raises the failure's exception, or raises
     :class:`~streamnb.errors.PipelineStoppedError` (with ``.summary``) when it was stopped.
-    In a notebook the handle displays as its dashboard.
+    In a notebook the handle displays as its dashboard. The keywords are :class:`RunOptions`
+    (normally you call :func:`start` or :func:`run`, which build the handle).
     """
 
-    def __init__(
-        self,
-        stream: Any,
-        *,
-        name: str,
-        total: int | None = None,
-        refresh: float = DEFAULT_REFRESH,
-        display: bool | str = True,
-        window: str | bool | None = None,
-    ) -> None:
-        if refresh <= 0:
-            raise ValueError(f"run {name!r}: refresh must be > 0 Hz, got {refresh!r}")
-        if total is not None and total < 0:
-            raise ValueError(f"run {name!r}: total must be >= 0, got {total!r}")
+    def __init__(self, stream: Any, **options: Unpack[RunOptions]) -> None:
+        _check_options("Run", options)
+        if not hasattr(stream, "open"):
+            raise ArgumentTypeError(
+                f"run/start expects a streamnb Stream (with .open()), got {type(stream).__name__}"
+            )
+        name = options.get("name")
+        if name is None:
+            cell = _env.current_cell_key()
+            name = f"cell:{cell}" if cell else f"run-{next(_counter)}"
+        elif not isinstance(name, str):
+            raise ArgumentTypeError(
+                f"run(name={name!r}): expected a str, got {type(name).__name__}"
+            )
+        refresh: Any = options.get("refresh", DEFAULT_REFRESH)
+        if isinstance(refresh, bool) or not isinstance(refresh, int | float):
+            raise ArgumentTypeError(
+                f"run {name!r}: refresh must be a number of Hz, got {type(refresh).__name__}"
+            )
+        if not (refresh > 0 and math.isfinite(refresh)):
+            raise InvalidArgumentError(
+                f"run {name!r}: refresh must be > 0 Hz and finite, got {refresh!r}"
+            )
+        total: Any = options.get("total")
+        if total is not None:
+            if isinstance(total, bool) or not isinstance(total, int):
+                raise ArgumentTypeError(
+                    f"run {name!r}: total must be an int (items), got {type(total).__name__}"
+                )
+            if total < 0:
+                raise InvalidArgumentError(f"run {name!r}: total must be >= 0, got {total!r}")
+        window: Any = options.get("window")
+        if not (window is None or isinstance(window, str | bool)):
+            raise ArgumentTypeError(
+                f"run {name!r}: window must be a window's name, False or None, "
+                f"got {type(window).__name__}"
+            )
         self.stream = stream
         self.name = name
         self.total = total
         self.refresh = float(refresh)
-        self.mode = _env.display_mode(display)
+        self.mode = _env.display_mode(options.get("display", True))
         self._window_choice = window
         self._status: RunStatus = "pending"
         self._items = 0
@@ -517,23 +589,10 @@ def active_runs() -> dict[str, Run]:
     return {name: r for name, r in _RUNS.items() if not r.done}
 
 
-def _prepare(
-    stream: Any,
-    *,
-    name: str | None,
-    total: int | None,
-    refresh: float,
-    display: bool | str,
-    window: str | bool | None,
-) -> Run:
-    if not hasattr(stream, "open"):
-        raise TypeError(
-            f"run/start expects a streamnb Stream (with .open()), got {type(stream).__name__}"
-        )
-    if name is None:
-        cell = _env.current_cell_key()
-        name = f"cell:{cell}" if cell else f"run-{next(_counter)}"
-    handle = Run(stream, name=name, total=total, refresh=refresh, display=display, window=window)
+def _prepare(where: str, stream: Any, options: RunOptions) -> Run:
+    _check_options(where, options)
+    handle = Run(stream, **options)
+    name = handle.name
     old = _RUNS.get(name)
     if old is not None and not old.done:
         old_task = old._task
@@ -546,22 +605,11 @@ def _prepare(
     return handle
 
 
-def start(
-    stream: Any,
-    *,
-    name: str | None = None,
-    total: int | None = None,
-    refresh: float = DEFAULT_REFRESH,
-    display: bool | str = True,
-    window: str | bool | None = None,
-) -> Run:
+def start(stream: Any, **options: Unpack[RunOptions]) -> Run:
     """Run ``stream`` in the background on the running event loop; return its :class:`Run` now.
 
-    ``name`` identifies the run: a run already going under that name is stopped first.
-    ``total`` (items) gives the progress bar an end and an ETA; ``refresh`` is the dashboard's
-    rate in Hz; ``display`` is True (widget in a notebook, text line elsewhere), False,
-    ``"widget"`` or ``"text"``; ``window`` names the window whose tail the dashboard shows
-    (default: the first; False: none). Needs a running loop (a notebook cell, async code).
+    The keywords are :class:`RunOptions` (``name``, ``total``, ``refresh``, ``display``,
+    ``window``). Needs a running loop (a notebook cell, async code).
 
     Example::
 
@@ -575,51 +623,32 @@ def start(
             "start() needs a running event loop (a notebook cell or async code); "
             "in a plain script use run_sync(stream) or asyncio.run(run(stream))"
         ) from None
-    handle = _prepare(
-        stream, name=name, total=total, refresh=refresh, display=display, window=window
-    )
+    handle = _prepare("start", stream, options)
     handle._task = loop.create_task(handle._main(), name=f"streamnb.run:{handle.name}")
     return handle
 
 
-async def run(
-    stream: Any,
-    *,
-    name: str | None = None,
-    total: int | None = None,
-    refresh: float = DEFAULT_REFRESH,
-    display: bool | str = True,
-    window: str | bool | None = None,
-) -> RunSummary:
+async def run(stream: Any, **options: Unpack[RunOptions]) -> RunSummary:
     """Run ``stream`` to its end in the current task, showing it live; return the summary.
 
-    Same arguments as :func:`start`. Raises the failure's exception if the stream failed and
-    :class:`~streamnb.errors.PipelineStoppedError` if it was stopped (button, ``stop()``); a
-    kernel interrupt or Ctrl-C closes the stream and propagates.
+    The primary entry point, like ``tqdm(iterable)``: ``await run(stream, total=n)``. The
+    keywords are :class:`RunOptions`, as for :func:`start`. Raises the failure's exception if
+    the stream failed and :class:`~streamnb.errors.PipelineStoppedError` if it was stopped
+    (button, ``stop()``); a kernel interrupt or Ctrl-C closes the stream and propagates.
 
     Example::
 
         summary = await run(Stream(range(1000)).map(str).monitor("s"))
         summary.items      # 1000
     """
-    handle = _prepare(
-        stream, name=name, total=total, refresh=refresh, display=display, window=window
-    )
+    handle = _prepare("run", stream, options)
     handle._task = asyncio.current_task()
     summary = await handle._main()
     return handle._result_or_raise(summary)
 
 
-def run_sync(
-    stream: Any,
-    *,
-    name: str | None = None,
-    total: int | None = None,
-    refresh: float = DEFAULT_REFRESH,
-    display: bool | str = True,
-    window: str | bool | None = None,
-) -> RunSummary:
-    """Blocking :func:`run` for synchronous code.
+def run_sync(stream: Any, **options: Unpack[RunOptions]) -> RunSummary:
+    """Blocking :func:`run` for synchronous code (keywords: :class:`RunOptions`).
 
     Without a running loop (a script) it uses ``asyncio.run``; inside a running loop (a
     notebook cell that is not async) it applies ``nest_asyncio`` to that loop and runs there.
@@ -629,21 +658,15 @@ def run_sync(
 
         summary = run_sync(Stream(range(1000)).monitor("n"), display=False)
     """
-    coro_kwargs: dict[str, Any] = {
-        "name": name,
-        "total": total,
-        "refresh": refresh,
-        "display": display,
-        "window": window,
-    }
+    _check_options("run_sync", options)
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run(stream, **coro_kwargs))
+        return asyncio.run(run(stream, **options))
     import nest_asyncio
 
     nest_asyncio.apply(loop)
-    task = loop.create_task(run(stream, **coro_kwargs))
+    task = loop.create_task(run(stream, **options))
     try:
         return loop.run_until_complete(task)
     except BaseException:
