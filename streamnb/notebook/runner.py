@@ -33,8 +33,9 @@ import math
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Unpack
 
+from .._clock import AdaptiveStep
 from .._log import get_logger
 from ..errors import (
     ArgumentTypeError,
@@ -43,21 +44,23 @@ from ..errors import (
     PipelineStoppedError,
     UsageError,
 )
-from ..metrics import MetricsSnapshot
-from . import _env
-from ._format import (
-    FINISHED,
-    ConcurrentStage,
-    RunFrame,
-    RunStatus,
-    check_transition,
-    concurrent_stages,
+from ..metrics import (
+    BufferSnapshot,
+    CallSnapshot,
+    ConcurrencySnapshot,
+    MetricsSnapshot,
+    ResilientSnapshot,
+    Snapshot,
 )
+from ..stream import RunOptions
+from . import _env
+from ._format import FINISHED, RunFrame, RunStatus, check_transition
 from ._text import TextProgress, text_line
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .._runstate import ObservableKind
     from ..window import Window
 
 __all__ = [
@@ -76,42 +79,17 @@ _log = get_logger("streamnb.notebook")
 
 #: Dashboard refreshes per second unless ``refresh=`` says otherwise.
 DEFAULT_REFRESH = 4.0
-_CHECK_INTERVAL = 0.005  # target seconds between two looks at the clock in the consumer loop
+_CHECK_INTERVAL = 0.005  # target seconds between two looks at the clock (AdaptiveStep)
 _YIELD_INTERVAL = 0.02  # the consumer lets the loop run at least this often
 _MAX_CHECK_STEP = 1024
 
+_S = TypeVar("_S", bound=Snapshot)
 _RUNS: dict[str, Run] = {}
 _counter = itertools.count(1)
 
 
-class RunOptions(TypedDict, total=False):
-    """The keyword arguments of a run - the one list that :func:`run`, :func:`start`,
-    :func:`run_sync`, :class:`Run` and ``Stream.run/start/run_sync`` all take.
-
-    * ``name`` - identifies the run; a run still going under that name is stopped first.
-      Default: the notebook cell's id (JupyterLab sends it), else ``run-<n>``.
-    * ``total`` - the number of items expected: gives the progress bar an end and an ETA.
-    * ``refresh`` - dashboard / text-line refreshes per second (default
-      :data:`DEFAULT_REFRESH`, 4 Hz).
-    * ``display`` - ``True``/``"auto"`` (widget in a notebook, text line elsewhere; the
-      ``STREAMNB_DISPLAY`` variable overrides the guess), ``False``/``"none"``, ``"widget"``,
-      ``"text"``.
-    * ``window`` - the name of the window whose tail the dashboard shows and ``to_pandas()``
-      reads (default: the stream's first window); ``False``: show none.
-
-    Example::
-
-        options: RunOptions = {"name": "etl", "total": 10_000}
-        summary = await run(stream, **options)
-    """
-
-    name: str | None
-    total: int | None
-    refresh: float
-    display: bool | Literal["auto", "widget", "text", "none"]
-    window: str | bool | None
-
-
+#: RunOptions (defined with Stream, which types its run/start/run_sync with it) is the one
+#: keyword list of a run; its keys are checked up front.
 _OPTION_NAMES = frozenset(RunOptions.__annotations__)
 
 
@@ -263,10 +241,20 @@ class Run:
         """The monitored stages' snapshots, live while running, final afterwards."""
         if self._final_metrics is not None:
             return dict(self._final_metrics)
+        return self._snapshots("monitor", MetricsSnapshot)
+
+    def snapshots(self, kind: ObservableKind | None = None) -> dict[str, Snapshot]:
+        """The run's frozen snapshots (of one ``kind``, or all): ``it.snapshots(kind)`` of
+        the iteration it runs, live while running, final afterwards; ``{}`` before it opened.
+        """
+        it = self._iteration
+        return {} if it is None else dict(it.snapshots(kind))
+
+    def _snapshots(self, kind: ObservableKind, cls: type[_S]) -> dict[str, _S]:
         it = self._iteration
         if it is None:
             return {}
-        return dict(it.metrics())
+        return {n: s for n, s in it.snapshots(kind).items() if isinstance(s, cls)}
 
     # -- the window -------------------------------------------------------------------------
     @property
@@ -373,11 +361,7 @@ class Run:
                     self._window = None
             if self._window is not None:
                 window_tail = tuple(self._window.tail(5))
-        concurrent: tuple[ConcurrentStage, ...] = ()
-        if self.mode == "widget" and self._iteration is not None:
-            concurrent = concurrent_stages(self._iteration.stages)
         return RunFrame(
-            concurrent=concurrent,
             name=self.name,
             status=self._status,
             items=self._items,
@@ -387,6 +371,10 @@ class Run:
             stages=self.metrics(),
             taken_at=time.monotonic(),
             window_tail=window_tail,
+            buffers=self._snapshots("buffer", BufferSnapshot),
+            concurrent=self._snapshots("concurrency", ConcurrencySnapshot),
+            resilient=self._snapshots("resilient", ResilientSnapshot),
+            calls=self._snapshots("call", CallSnapshot),
         )
 
     def _make_view(self) -> _View | None:
@@ -497,9 +485,9 @@ class Run:
         clock = time.monotonic
         n = 0
         last: Any = None
-        step = 1
         next_check = 1
-        last_check = next_yield = clock()
+        next_yield = clock()
+        pace = AdaptiveStep(_CHECK_INTERVAL, _MAX_CHECK_STEP, now=next_yield)
         try:
             async for item in it:
                 n += 1
@@ -508,16 +496,11 @@ class Run:
                     self._items = n
                     self._last = last
                     now = clock()
-                    gap = now - last_check
-                    last_check = now
-                    if gap < _CHECK_INTERVAL / 2:
-                        step = min(step * 2, _MAX_CHECK_STEP)
-                    elif gap > _CHECK_INTERVAL * 2 and step > 1:
-                        step //= 2
-                    next_check = n + step
+                    next_check = n + pace.update(now)
                     if self._pause_requested:
                         await self._paused()
-                        last_check = next_yield = clock()
+                        next_yield = clock()
+                        pace.reset(next_yield)  # the pause is no part of the stream's pace
                     elif now >= next_yield:
                         await asyncio.sleep(0)
                         next_yield = clock() + _YIELD_INTERVAL
@@ -550,9 +533,8 @@ class Run:
         self._t_end = time.monotonic()
         if self._t0 is None:
             self._t0 = self._t_end
-        it = self._iteration
         try:
-            self._final_metrics = dict(it.metrics()) if it is not None else {}
+            self._final_metrics = self._snapshots("monitor", MetricsSnapshot)
         except Exception as exc:  # keep the outcome; name the problem
             _log.error("streamnb.notebook.metrics_failed", run=self.name, error=repr(exc))
             self._final_metrics = {}
@@ -608,8 +590,20 @@ def _prepare(where: str, stream: Any, options: RunOptions) -> Run:
 def start(stream: Any, **options: Unpack[RunOptions]) -> Run:
     """Run ``stream`` in the background on the running event loop; return its :class:`Run` now.
 
-    The keywords are :class:`RunOptions` (``name``, ``total``, ``refresh``, ``display``,
-    ``window``). Needs a running loop (a notebook cell, async code).
+    The keywords are :class:`RunOptions`, the same for :func:`run`, :func:`run_sync`,
+    :class:`Run` and ``Stream.run/start/run_sync``:
+
+    * ``name`` - identifies the run; a run still going under that name is stopped first.
+      Default: the notebook cell's id (JupyterLab sends it), else ``run-<n>``.
+    * ``total`` - the number of items expected: the progress bar's end and an ETA.
+    * ``refresh`` - refreshes per second of the dashboard / text line (4 Hz).
+    * ``display`` - True/``"auto"`` (widget in a notebook, text line elsewhere;
+      ``STREAMNB_DISPLAY`` overrides the guess), False/``"none"``, ``"widget"``, ``"text"``.
+    * ``window`` - the window whose tail the dashboard shows and ``to_pandas()`` reads
+      (default: the stream's first); False: none.
+
+    Unknown keywords and bad values are refused up front (a ``UsageError``). Needs a running
+    loop (a notebook cell, async code).
 
     Example::
 

@@ -165,7 +165,7 @@ async def test_break_cancels_outstanding_futures(client: Client) -> None:
         async with Stream(range(20)).map(tasks.nap, executor=ex, concurrency=4).open() as it:
             async for x in it:
                 assert x == 0
-                assert it.stages["map(nap)"]["pool"].in_flight >= 1
+                assert it.stages["map(nap)"].in_flight >= 1
                 break
         _no_other_tasks()
         # the stage's calls were cancelled; the cluster lets go of their futures
@@ -269,6 +269,25 @@ async def test_info_carries_the_dashboard_link(client: Client) -> None:
     assert ex.dashboard_link == info.dashboard_link  # what a run's concurrency snapshot reads
     with pytest.raises(AttributeError):
         ex.dashboard_link = "http://elsewhere"  # type: ignore[misc]
+
+
+async def test_the_run_reports_the_executor_and_its_dashboard_link(client: Client) -> None:
+    """A Dask stage's figures reach the dashboard through the run's concurrency snapshot."""
+    from streamnb.metrics import ConcurrencySnapshot
+    from streamnb.notebook._format import concurrent_html
+
+    async with DaskExecutor(client, name="cluster") as ex:
+        s = Stream(range(12)).map(tasks.busy, executor=ex, concurrency=3, name="remote")
+        async with s.open() as it:
+            async for _ in it:
+                pass
+            snap = it.snapshots("concurrency")["remote"]
+    assert isinstance(snap, ConcurrencySnapshot)
+    assert snap.executor == "cluster" and snap.concurrency == 3
+    assert snap.completed == 12 and 1 <= snap.max_in_flight <= 3
+    assert snap.dashboard_link == client.dashboard_link
+    html = concurrent_html([snap])
+    assert f'href="{client.dashboard_link}"' in html and "· cluster" in html
 
 
 def test_no_process_wide_registry_of_executors() -> None:

@@ -346,3 +346,53 @@ async def test_failing_source_shows_in_the_summary_metrics() -> None:
     with pytest.raises(OSError, match="disk gone"):
         await handle
     assert handle.metrics()["src"].status == "failed"
+
+
+async def test_the_runs_frame_is_built_from_its_snapshots_only() -> None:
+    """Monitors, buffers, concurrent stages and resilient sources reach the views as the
+    run's frozen snapshots (``it.snapshots(kind)``), reconnects and failures included."""
+    from streamnb import RetryPolicy
+    from streamnb.metrics import (
+        BufferSnapshot,
+        ConcurrencySnapshot,
+        MetricsSnapshot,
+        ResilientSnapshot,
+    )
+
+    opened: list[Any] = []
+
+    def flaky(token: Any) -> Iterator[int]:
+        opened.append(token)
+        start_at = 0 if token is None else token + 1
+        for i in range(start_at, 40):
+            if i == 10 and len(opened) == 1:
+                raise ConnectionError("dropped at 10")
+            yield i
+
+    async def echo(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    s = (
+        Stream.resilient(
+            flaky, checkpoint=lambda x: x, retry=RetryPolicy(initial=0.0, jitter=False), name="src"
+        )
+        .buffer(4, name="b")
+        .map(echo, concurrency=2, name="echo")
+        .monitor("m")
+    )
+    handle = start(s, display=False, name="t-snapshots")
+    summary = await handle
+    assert summary.items == 40 and len(opened) == 2
+    f = handle._frame()
+    assert list(f.stages) == ["m"] and isinstance(f.stages["m"], MetricsSnapshot)
+    assert f.stages["m"].items == 40 and summary.metrics["m"].items == 40
+    assert isinstance(f.buffers["b"], BufferSnapshot) and f.buffers["b"].capacity == 4
+    assert isinstance(f.concurrent["echo"], ConcurrencySnapshot)
+    assert f.concurrent["echo"].completed == 40 and f.concurrent["echo"].concurrency == 2
+    src = f.resilient["src"]
+    assert isinstance(src, ResilientSnapshot)
+    assert (src.delivered, src.failures, src.reconnects) == (40, 1, 1)
+    assert "dropped at 10" in (src.last_error or "")
+    assert f.calls == {}
+    assert set(handle.snapshots()) == {"resilient:src", "buffer:b", "concurrency:echo", "monitor:m"}
