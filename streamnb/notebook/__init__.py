@@ -2,8 +2,9 @@
 
 ``await run(stream)`` (foreground - the primary entry point, like ``tqdm(iterable)``),
 ``start(stream)`` (background, returns a :class:`Run`), ``run_sync(stream)`` (scripts,
-non-async cells). All three take the same keywords, :class:`RunOptions` (``name``, ``total``,
-``refresh``, ``display``, ``window``); ``Stream.run/start/run_sync`` are shorthands for them.
+non-async cells). All three take the same keywords, ``streamnb.stream.RunOptions``
+(``name``, ``total``, ``refresh``, ``display``, ``window``); ``Stream.run/start/run_sync``
+are shorthands for them.
 Importing this package does not import ipywidgets, matplotlib or pandas: the dashboard is built
 only when a run is displayed in a notebook frontend.
 
@@ -19,9 +20,9 @@ from __future__ import annotations
 from ._env import in_notebook
 from .runner import (
     DEFAULT_REFRESH,
+    RUN_OPTION_NAMES,
     NoWindowError,
     Run,
-    RunOptions,
     RunSummary,
     active_runs,
     run,
@@ -31,9 +32,9 @@ from .runner import (
 
 __all__ = [
     "DEFAULT_REFRESH",
+    "RUN_OPTION_NAMES",
     "NoWindowError",
     "Run",
-    "RunOptions",
     "RunSummary",
     "active_runs",
     "in_notebook",

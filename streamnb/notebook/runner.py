@@ -52,7 +52,6 @@ from ..metrics import (
     ResilientSnapshot,
     Snapshot,
 )
-from ..stream import RunOptions
 from . import _env
 from ._format import FINISHED, RunFrame, RunStatus, check_transition
 from ._text import TextProgress, text_line
@@ -61,13 +60,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .._runstate import ObservableKind
+    from ..stream import RunOptions  # typing only: stream imports this module late
     from ..window import Window
 
 __all__ = [
     "DEFAULT_REFRESH",
+    "RUN_OPTION_NAMES",
     "NoWindowError",
     "Run",
-    "RunOptions",
     "RunSummary",
     "active_runs",
     "run",
@@ -90,7 +90,10 @@ _counter = itertools.count(1)
 
 #: RunOptions (defined with Stream, which types its run/start/run_sync with it) is the one
 #: keyword list of a run; its keys are checked up front.
-_OPTION_NAMES = frozenset(RunOptions.__annotations__)
+#: (Written out here: importing streamnb.stream at run time would close an import cycle;
+#: a test checks that the two agree.)
+RUN_OPTION_NAMES: frozenset[str] = frozenset({"name", "total", "refresh", "display", "window"})
+_OPTION_NAMES = RUN_OPTION_NAMES
 
 
 def _check_options(where: str, options: Mapping[str, Any]) -> None:
@@ -98,7 +101,7 @@ def _check_options(where: str, options: Mapping[str, Any]) -> None:
     if unknown:
         raise ArgumentTypeError(
             f"{where}() got unknown keyword(s) {', '.join(unknown)}; a run takes "
-            f"{', '.join(sorted(_OPTION_NAMES))} (see streamnb.notebook.RunOptions)"
+            f"{', '.join(sorted(_OPTION_NAMES))} (see streamnb.stream.RunOptions)"
         )
 
 

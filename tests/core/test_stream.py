@@ -689,7 +689,7 @@ def test_run_options_are_the_runner_keywords_written_once() -> None:
     from streamnb.notebook import runner
     from streamnb.stream import RunOptions, Stream
 
-    assert runner.RunOptions is RunOptions
+    assert runner.RUN_OPTION_NAMES == set(RunOptions.__annotations__)
     for fn in (runner.run, runner.start, runner.run_sync, runner.Run, Stream.run, Stream.start):
         params = list(inspect.signature(fn).parameters.values())
         var_kw = [p for p in params if p.kind is p.VAR_KEYWORD]

@@ -15,9 +15,9 @@ import pytest
 
 from streamnb import ArgumentTypeError, InvalidArgumentError, PipelineStoppedError, Stream
 from streamnb.notebook import (
+    RUN_OPTION_NAMES,
     NoWindowError,
     Run,
-    RunOptions,
     active_runs,
     run,
     run_sync,
@@ -262,7 +262,10 @@ async def test_argument_errors() -> None:
 
 def test_run_options_is_the_one_keyword_list() -> None:
     """run/start/run_sync/Run and Stream.run/start/run_sync all take exactly RunOptions."""
+    from streamnb.stream import RunOptions
+
     assert set(RunOptions.__annotations__) == {"name", "total", "refresh", "display", "window"}
+    assert set(RunOptions.__annotations__) == RUN_OPTION_NAMES  # the runner's up-front check
     for fn in (run, start, run_sync, Run):
         params = inspect.signature(fn).parameters
         kinds = {p.name: p.kind for p in params.values()}
