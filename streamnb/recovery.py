@@ -198,8 +198,14 @@ class CircuitBreaker:
             for cb in self.listeners:
                 cb(old, new)
 
-    def before_call(self) -> None:
-        """Raise :class:`CircuitOpenError` if a call must not happen now."""
+    def before_call(self) -> bool:
+        """Raise :class:`CircuitOpenError` if a call must not happen now.
+
+        Returns True when the call about to happen is the half-open trial: its caller then
+        owns the trial slot and must end it with :meth:`record_success`,
+        :meth:`record_failure` or - when the call was abandoned (cancelled, interrupted) -
+        :meth:`release_trial`.
+        """
         state = self.state
         if state == "open" or (state == "half_open" and self._trial_running):
             self.rejected += 1
@@ -210,6 +216,14 @@ class CircuitBreaker:
             )
         if state == "half_open":
             self._trial_running = True
+            return True
+        return False
+
+    def release_trial(self) -> None:
+        """The trial call was abandoned before it could tell anything (a cancellation, a
+        ``break``, ``KeyboardInterrupt``): free the slot so the next call is the trial. The
+        circuit stays half-open and nothing is counted - the service was not judged."""
+        self._trial_running = False
 
     def record_success(self) -> None:
         self._trial_running = False
@@ -226,21 +240,36 @@ class CircuitBreaker:
             self._set("open")
 
     def call_sync(self, fn: Callable[[Any], T], x: Any) -> T:
-        self.before_call()
+        """``fn(x)`` through the breaker (see :meth:`call`)."""
+        trial = self.before_call()
         try:
             y = fn(x)
         except Exception as exc:
             self.record_failure(exc)
             raise
+        except BaseException:
+            if trial:
+                self.release_trial()
+            raise
         self.record_success()
         return y
 
     async def call(self, fn: Callable[[Any], Awaitable[T]], x: Any) -> T:
-        self.before_call()
+        """``await fn(x)`` through the breaker: refused while open, counted when it fails.
+
+        A call that is cancelled (a timeout, a ``break`` downstream, ``run.stop()``) is not a
+        failure of the service; if it was the half-open trial, its slot is freed so that the
+        next call becomes the trial instead of the circuit staying blocked forever.
+        """
+        trial = self.before_call()
         try:
             y = await fn(x)
         except Exception as exc:
             self.record_failure(exc)
+            raise
+        except BaseException:
+            if trial:
+                self.release_trial()
             raise
         self.record_success()
         return y
@@ -262,16 +291,33 @@ SKIP: Any = _Skip()
 
 
 def describe(fn: Any) -> str:
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or safe_repr(fn)
+
+
+def safe_repr(item: Any, limit: int = 120) -> str:
+    """``repr(item)`` cut to ``limit`` characters - and never an exception: an item whose
+    ``__repr__`` raises is shown as ``<Type object at 0x...>``, so describing the item can
+    never replace the error being described.
+
+    Example::
+
+        safe_repr(list(range(100)), 20)  # '[0, 1, 2, 3, 4, 5...'
+    """
+    try:
+        text = repr(item)
+        if not isinstance(text, str):
+            raise TypeError("__repr__ returned a non-str")
+    except Exception:
+        text = f"<{type(item).__qualname__} object at {id(item):#x}>"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
 
 
 def annotate(exc: BaseException, stage: str, index: int | None, item: Any) -> None:
     """Add a note naming the stage and the item to an exception raised by user code."""
     where = f"item #{index}" if index is not None else "an item"
-    text = repr(item)
-    if len(text) > 120:
-        text = text[:117] + "..."
-    exc.add_note(f"streamnb: {stage} failed on {where} ({text})")
+    exc.add_note(f"streamnb: {stage} failed on {where} ({safe_repr(item)})")
 
 
 class _ItemPolicy:
