@@ -18,7 +18,7 @@ Example::
     asyncio.run(main())
 """
 
-from .buffer import BufferStats, Overflow
+from .buffer import Overflow
 from .errors import (
     ArgumentTypeError,
     BufferOverflowError,
@@ -40,7 +40,16 @@ from .errors import (
     UsageError,
     WindowConfigError,
 )
-from .metrics import Meter, MetricsSnapshot
+from .metrics import (
+    BufferSnapshot,
+    CallSnapshot,
+    ConcurrencySnapshot,
+    Meter,
+    MetricsSnapshot,
+    Observable,
+    ResilientSnapshot,
+    Snapshot,
+)
 from .recovery import (
     CircuitBreaker,
     CircuitState,
@@ -57,13 +66,15 @@ __version__ = "0.1.0"
 __all__ = [
     "ArgumentTypeError",
     "BufferOverflowError",
-    "BufferStats",
+    "BufferSnapshot",
     "BufferTimeoutError",
+    "CallSnapshot",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
     "ClientClosedError",
     "CollectLimitError",
+    "ConcurrencySnapshot",
     "DaskStageError",
     "DeadLetter",
     "DeadLetterEntry",
@@ -75,10 +86,13 @@ __all__ = [
     "Meter",
     "MetricsSnapshot",
     "NoWindowError",
+    "Observable",
     "Overflow",
     "PipelineStoppedError",
+    "ResilientSnapshot",
     "RetryExhaustedError",
     "RetryPolicy",
+    "Snapshot",
     "StrayCancelledError",
     "Stream",
     "StreamConsumedError",
