@@ -29,7 +29,7 @@ from typing import Any
 from .errors import StrayCancelledError
 from .recovery import safe_repr
 
-__all__ = ["cancel_and_wait", "is_stray", "stray_error"]
+__all__ = ["cancel_and_wait", "check_stray", "is_stray", "stray_error"]
 
 _NO_ITEM: Any = object()
 
@@ -57,6 +57,22 @@ def stray_error(
         "it awaited something that another task cancelled. Catch it where it happens, or "
         "let the stream fail with it."
     )
+
+
+def check_stray(
+    exc: BaseException, stage: str, *, index: int | None = None, item: Any = _NO_ITEM
+) -> None:
+    """Raise the :class:`StrayCancelledError` replacing ``exc`` if it is a stray
+    ``CancelledError``; return otherwise (the caller re-raises ``exc``).
+
+    Example::
+
+        except asyncio.CancelledError as exc:
+            check_stray(exc, "the source of take(5)")
+            raise
+    """
+    if is_stray(exc):
+        raise stray_error(stage, exc, index=index, item=item) from exc
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:

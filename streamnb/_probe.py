@@ -80,11 +80,14 @@ def probed_lines(lines: Sequence[str], call: str, fn: str, probe: str) -> tuple[
     """
     if not any(call in s for s in lines):
         raise ValueError(f"probed_lines: {call!r} does not occur in {list(lines)!r}")
-    value = f"((await {probe}.value) if {probe}.awaited else {probe}.value)"
     return (
         "try:",
         *("    " + s for s in lines),
         f"except _Probed as {probe}:",
         f"    {fn} = {probe}.fn",
-        *("    " + s.replace(call, value) for s in lines),
+        f"    if {probe}.awaited:",
+        *("        " + s.replace(call, f"(await {probe}.value)") for s in lines),
+        "    else:",
+        "        _up -= 1",  # one plain function less to probe (the fuser's counter)
+        *("        " + s.replace(call, f"{probe}.value") for s in lines),
     )

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import time
 from collections import deque
@@ -375,7 +376,8 @@ class ItemPolicy:
                 attempt += 1
                 try:
                     y = fn(x)
-                    return (await y) if is_async else y
+                    # a plain function may return an awaitable (map(lambda x: fetch(x)))
+                    return (await y) if is_async or inspect.isawaitable(y) else y
                 except Exception as again:
                     exc = again
                     if not self.retry.retry_on(exc):
@@ -440,8 +442,8 @@ async def resilient(
     failures = 0
     progressed = False
     while True:
-        if breaker is not None:
-            breaker.before_call()
+        # True while this (re)connection is the breaker's half-open trial and not judged yet
+        trial = breaker.before_call() if breaker is not None else False
         src: Any = None
         try:
             # opening is part of the attempt: a refused connection is retried like a drop
@@ -455,6 +457,7 @@ async def resilient(
                     failures = 0
                     if breaker is not None:
                         breaker.record_success()
+                        trial = False
                 yield item
             if breaker is not None:
                 breaker.record_success()
@@ -462,6 +465,7 @@ async def resilient(
         except Exception as exc:
             if breaker is not None:
                 breaker.record_failure(exc)
+                trial = False
             stats.failures += 1
             stats.last_error = f"{type(exc).__name__}: {exc}"
             if not retry.retry_on(exc):
@@ -483,6 +487,12 @@ async def resilient(
             )
             await asyncio.sleep(delay)
             stats.reconnects += 1
+        except BaseException:
+            # cancelled (a timeout, a break, run.stop()) before the trial could tell anything:
+            # free the slot, or the circuit would stay blocked forever
+            if trial and breaker is not None:
+                breaker.release_trial()
+            raise
         finally:
             if src is not None:
                 await aclose(src)

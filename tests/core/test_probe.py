@@ -45,8 +45,16 @@ def test_awaiting_variant_refuses_a_later_plain_result() -> None:
 
 def test_probed_lines_wrap_the_call_and_replace_it_in_the_handler() -> None:
     lines = probed_lines(("if not $p(x):", "    continue"), "$p(x)", "$p", "$pr")
-    assert lines[0] == "try:" and lines[3] == "except _Probed as $pr:"
-    assert lines[4] == "    $p = $pr.fn"
-    assert "$p(x)" not in "".join(lines[5:]) and "await $pr.value" in lines[5]
+    assert lines[:5] == (
+        "try:",
+        "    if not $p(x):",
+        "        continue",
+        "except _Probed as $pr:",
+        "    $p = $pr.fn",
+    )
+    handler = "\n".join(lines[5:])
+    assert "$p(x)" not in handler  # the handler uses the result it was handed
+    assert "if not (await $pr.value):" in handler  # awaited when awaitable...
+    assert "_up -= 1" in handler and "if not $pr.value:" in handler  # ...else taken as is
     with pytest.raises(ValueError, match="does not occur"):
         probed_lines(("x = g(x)",), "$f(x)", "$f", "$pr")
