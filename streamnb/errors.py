@@ -30,6 +30,7 @@ The tree below is checked against the classes by the test suite::
           ├── RetryExhaustedError   a resilient source or per-item retry gave up
           ├── CircuitOpenError      a CircuitBreaker is open and refused the call
           ├── PipelineStoppedError  a run was stopped before it finished
+          ├── StrayCancelledError   user code raised CancelledError, the stream was not cancelled
           ├── RpcError              (streamnb.grpc) a failed call: method, code, details
           │    └── DecodeError      a message that could not be decoded: method, index
           └── EncodeError           (streamnb.grpc) a request that could not be encoded
@@ -60,6 +61,7 @@ __all__ = [
     "NoWindowError",
     "PipelineStoppedError",
     "RetryExhaustedError",
+    "StrayCancelledError",
     "StreamConsumedError",
     "StreamError",
     "StreamnbError",
@@ -150,3 +152,15 @@ class CircuitOpenError(StreamError):
 
 class PipelineStoppedError(StreamError):
     """A run was stopped (``stop()``, the stop button) before it finished."""
+
+
+class StrayCancelledError(StreamError):
+    """A stage's user code (a source, a ``map`` function...) raised ``CancelledError`` while
+    nobody cancelled the stream: it awaited something that another task cancelled.
+
+    Letting that ``CancelledError`` travel on would end the stream early and silently (a task
+    boundary takes it for a cancellation) or hang it; instead the run fails with this error,
+    which names the stage and the item, and whose ``__cause__`` is the stray ``CancelledError``.
+    A real cancellation of the consumer (``task.cancel()``, ``asyncio.timeout``) still ends the
+    stream with ``CancelledError``.
+    """

@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import (
     AsyncGenerator,
@@ -41,6 +42,7 @@ from concurrent.futures import Executor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, cast, overload
 
+from ._cancel import check_stray
 from ._fuse import fuse
 from ._iter import aclose, aiter_any
 from ._runstate import ObservableKind, RunState
@@ -113,6 +115,9 @@ async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]
     try:
         async for x in it:
             yield x
+    except asyncio.CancelledError as exc:
+        check_stray(exc, "the source")
+        raise
     finally:
         await aclose(it)
 
