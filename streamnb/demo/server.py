@@ -70,6 +70,7 @@ from grpc_reflection.v1alpha import reflection
 from streamnb.grpc._generated import streamnb_demo_pb2 as pb
 
 from .._log import get_logger
+from .model import answer_prompt
 
 __all__ = ["SERVICE_NAMES", "DemoServer", "ServedCall", "answer_prompt"]
 
@@ -79,7 +80,6 @@ _PKG = "streamnb.demo.v1"
 #: Services of the demo server that carry protobuf descriptors (listed by reflection).
 SERVICE_NAMES: tuple[str, ...] = (f"{_PKG}.EventFeed", f"{_PKG}.Aggregator", f"{_PKG}.Agent")
 JSON_SERVICE = f"{_PKG}.Json"
-_TOOL_WORDS = ("weather", "time", "calc", "search")
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _MALFORMED_PROTO = b"\xff\xff\xff\xff"  # a truncated varint tag: never a valid message
 
@@ -126,32 +126,6 @@ async def _after_requests(context: grpc.aio.ServicerContext[Any, Any]) -> None:
     """
     await context.read()
     await asyncio.sleep(0)
-
-
-def answer_prompt(prompt_id: int, text: str) -> list[dict[str, Any]]:
-    """The deterministic answer of ``Agent.Chat`` to one prompt, as JSON-ready dicts.
-
-    A ``tool_call`` first when ``text`` contains a tool word (weather, time, calc, search; the
-    first one found), then one ``token`` per word of ``"You said: " + text`` (tokens after the
-    first start with a space, so joining them gives the sentence back), then ``done``.
-
-    >>> [e["kind"] for e in answer_prompt(1, "hi")]
-    ['token', 'token', 'token', 'done']
-    """
-    events: list[dict[str, Any]] = []
-    lowered = text.lower()
-    tool = next((w for w in _TOOL_WORDS if w in lowered), None)
-    if tool is not None:
-        args = json.dumps({"query": text}, sort_keys=True)
-        events.append({"kind": "tool_call", "name": tool, "arguments": args})
-    words = ["You", "said:", *text.split()]
-    tokens = [words[0]] + [" " + w for w in words[1:]]
-    events.extend({"kind": "token", "text": t} for t in tokens)
-    events.append({"kind": "done", "tokens": len(tokens)})
-    for index, event in enumerate(events):
-        event["prompt_id"] = prompt_id
-        event["index"] = index
-    return events
 
 
 def _agent_event(event: dict[str, Any]) -> pb.AgentEvent:
