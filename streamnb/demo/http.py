@@ -194,13 +194,15 @@ class HttpDemoServer:
         app.router.add_get("/status/{code}", self._status)
         # handler_cancellation: a client that disconnects cancels its handler, so the record
         # tells that the client went away even while the handler sleeps between events.
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5
+        )
         await runner.setup()
         try:
             # bind the socket here so the ephemeral port is known before serving
             sock = socket.create_server((self.host, self.port))
             sock.setblocking(False)
-            site = web.SockSite(runner, sock, shutdown_timeout=0.5)
+            site = web.SockSite(runner, sock)
             self.port = int(sock.getsockname()[1])
             await site.start()
         except BaseException:
@@ -396,29 +398,48 @@ class HttpDemoServer:
             record.status = 101
             end = feed.start + feed.count if feed.count else math.inf
             interval = 1.0 / feed.rate if feed.rate > 0 else 0.0
-            seq = feed.start
-            while seq < end:
-                if ws.closed:  # the client closed while we were sending
-                    cancelled = True
-                    return ws
-                if feed.drop_after and record.sent >= feed.drop_after:
-                    await ws.close(code=1011, message=b"injected fault: feed dropped")
-                    return ws
-                if interval:
-                    await asyncio.sleep(interval)
-                malformed = seq == feed.malformed_seq
-                await ws.send_str(f'{{"seq": {seq}, "trunc' if malformed else feed.event_json(seq))
-                seq += 1
-                record.sent += 1
-                if not interval and record.sent % _CHUNK == 0:
-                    await asyncio.sleep(0)  # let a client's close frame in
-            await ws.close()
+            # read while sending: a client's close frame is only seen by a reader
+            reader = asyncio.ensure_future(ws.receive())
+            try:
+                cancelled = await self._ws_send_feed(ws, feed, record, end, interval, reader)
+            finally:
+                if not reader.done():
+                    reader.cancel()
+                    await asyncio.wait([reader])
             return ws
         except (asyncio.CancelledError, ConnectionResetError):
             cancelled = True
             raise
         finally:
             self._end(record, cancelled=cancelled)
+
+    async def _ws_send_feed(
+        self,
+        ws: web.WebSocketResponse,
+        feed: _Feed,
+        record: ServedRequest,
+        end: float,
+        interval: float,
+        reader: asyncio.Future[Any],
+    ) -> bool:
+        """Send the feed; True when the client closed the socket before its end."""
+        seq = feed.start
+        while seq < end:
+            if reader.done() or ws.closed:  # the client closed while we were sending
+                return True
+            if feed.drop_after and record.sent >= feed.drop_after:
+                await ws.close(code=1011, message=b"injected fault: feed dropped")
+                return False
+            if interval:
+                await asyncio.sleep(interval)
+            malformed = seq == feed.malformed_seq
+            await ws.send_str(f'{{"seq": {seq}, "trunc' if malformed else feed.event_json(seq))
+            seq += 1
+            record.sent += 1
+            if not interval and record.sent % _CHUNK == 0:
+                await asyncio.sleep(0)  # let a client's close frame in
+        await ws.close()
+        return False
 
     # -- chat ---------------------------------------------------------------------------------
 

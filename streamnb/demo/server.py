@@ -60,7 +60,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -71,6 +71,9 @@ from streamnb.grpc._generated import streamnb_demo_pb2 as pb
 
 from .._log import get_logger
 from .model import answer_prompt
+
+if TYPE_CHECKING:
+    from .http import HttpDemoServer
 
 __all__ = ["SERVICE_NAMES", "DemoServer", "ServedCall", "answer_prompt"]
 
@@ -189,6 +192,9 @@ class DemoServer:
     dial. ``credentials`` (``grpc.ssl_server_credentials(...)``) serves TLS instead of
     plaintext. ``token_delay`` slows ``Agent.Chat`` down (seconds between events) so a live
     view has something to watch. ``grace`` is how long :meth:`stop` lets running calls finish.
+    ``http=True`` also starts the HTTP side (:mod:`streamnb.demo.http`: OpenAI-compatible chat,
+    SSE, NDJSON, WebSockets; needs the ``http`` extra) on ``http_port`` (0 = ephemeral), at
+    :attr:`http_url`; ``api_key`` makes its chat route require that bearer key.
     """
 
     def __init__(
@@ -201,6 +207,9 @@ class DemoServer:
         max_message_length: int = 4 * 1024 * 1024,
         history: int = 1000,
         credentials: grpc.ServerCredentials | None = None,
+        http: bool = False,
+        http_port: int = 0,
+        api_key: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -212,6 +221,14 @@ class DemoServer:
         self.calls: deque[ServedCall] = deque(maxlen=history)
         self._server: grpc.aio.Server | None = None
         self._changed = asyncio.Event()  # replaced after each set(): waiters hold the old one
+        #: The HTTP side (``http=True``): an :class:`~streamnb.demo.http.HttpDemoServer`.
+        self.http: HttpDemoServer | None = None
+        if http:
+            from .http import HttpDemoServer  # the http extra, only when asked for
+
+            self.http = HttpDemoServer(
+                host, http_port, api_key=api_key, token_delay=token_delay, history=history
+            )
 
     @property
     def address(self) -> str:
@@ -219,6 +236,13 @@ class DemoServer:
         if self._server is None:
             raise RuntimeError("DemoServer is not running: use 'async with DemoServer() as srv'")
         return f"{self.host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the HTTP side (``DemoServer(http=True)``, once started)."""
+        if self.http is None:
+            raise RuntimeError("this DemoServer has no HTTP side: use DemoServer(http=True)")
+        return self.http.url
 
     async def __aenter__(self) -> DemoServer:
         await self.start()
@@ -252,6 +276,12 @@ class DemoServer:
         await server.start()
         for name in ("", *SERVICE_NAMES, JSON_SERVICE):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.http is not None:
+            try:
+                await self.http.start()
+            except BaseException:
+                await server.stop(None)
+                raise
         self._server, self.port = server, port
         _log.info("streamnb.demo.started", address=self.address)
 
@@ -260,6 +290,8 @@ class DemoServer:
         server, self._server = self._server, None
         if server is None:
             return
+        if self.http is not None:
+            await self.http.stop()
         await server.stop(self.grace)
         await server.wait_for_termination(0)
         _log.info("streamnb.demo.stopped", host=self.host, port=self.port)
