@@ -75,12 +75,15 @@ def _decoder(decode: Any) -> Callable[[ServerSentEvent], Any] | None:
         return None
     if mode == "text":
         return _data
-    loads = json.loads
-    return lambda ev: loads(ev.data)
+    return _json_data
 
 
 def _data(ev: ServerSentEvent) -> str:
     return ev.data
+
+
+def _json_data(ev: ServerSentEvent) -> Any:
+    return json.loads(ev.data)  # (inlined in the run loop)
 
 
 def sse(
@@ -145,6 +148,7 @@ async def _sse_run(
     retry: RetryPolicy,
 ) -> AsyncIterator[Any]:
     stats = call.stats
+    loads = json.loads if decoder is _json_data else None
     index = 0  # events handled over the run (delivered or dead-lettered)
     last_id = last_event_id or ""
     unresumable = 0  # events handled since the last one that carried an id
@@ -167,20 +171,25 @@ async def _sse_run(
                         events = EventSource(response).aiter_sse()
                         try:
                             async for ev in events:
-                                if ev.id:
-                                    last_id, unresumable = ev.id, 0
+                                # the hot path: a few local updates per event, no logging
+                                event_id = ev.id
+                                if event_id:
+                                    last_id, unresumable = event_id, 0
                                 else:
                                     unresumable += 1
-                                if ev.retry is not None:
-                                    server_retry = ev.retry
+                                retry_ms = ev.retry
+                                if retry_ms is not None:
+                                    server_retry = retry_ms
                                 i = index
                                 index = stats.received = i + 1
                                 progressed = True
-                                if decoder is None:
-                                    yield ev
-                                    continue
                                 try:
-                                    item = decoder(ev)
+                                    if loads is not None:
+                                        item = loads(ev.data)
+                                    elif decoder is not None:
+                                        item = decoder(ev)
+                                    else:
+                                        item = ev
                                 except Exception as exc:
                                     call.undecodable(i, ev.data, exc)
                                     continue
