@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import AsyncIterable, Callable
 from typing import Any
@@ -159,17 +160,17 @@ class TokenView:
             self._render(source)
             return
         try:
-            from IPython import get_ipython
-            from IPython.display import Markdown, display
+            ipython: Any = importlib.import_module("IPython")
+            display: Any = importlib.import_module("IPython.display")
         except ImportError:  # no IPython: print the final text only
             if final:
                 print(source)
             return
-        if get_ipython() is None:
+        if ipython.get_ipython() is None:
             if final:
                 print(source)
             return
         if self._handle is None:
-            self._handle = display(Markdown(source), display_id=True)
+            self._handle = display.display(display.Markdown(source), display_id=True)
         else:
-            self._handle.update(Markdown(source))
+            self._handle.update(display.Markdown(source))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from streamnb import InvalidArgumentError
 from streamnb.demo.http import HttpDemoServer
 from streamnb.http import chat
 from streamnb.notebook.tokens import TokenText, TokenView
+
+from .kernel import kernel
 
 
 class FakeClock:
@@ -80,3 +85,23 @@ def test_outside_a_notebook_close_prints_the_text(capsys: pytest.CaptureFixture[
     view.write("world")
     view.close()
     assert capsys.readouterr().out == "hello world\n"
+
+
+async def test_in_a_kernel_one_output_is_updated_in_place(tmp_path: Path) -> None:
+    async with kernel(tmp_path) as k:
+        cell = await k.cell(
+            "from streamnb.notebook.tokens import TokenView\n"
+            "view = TokenView(hz=4, title='live')\n"
+            "for i in range(60):\n"
+            "    view.write(f' w{i}')\n"
+            "    await asyncio.sleep(0.01)\n"
+            "final = view.close()\n"
+            "print('@@' + json.dumps([view.renders, final]))"
+        )
+        assert not k.errors(cell), k.errors(cell)
+    renders, final = json.loads(k.text(cell).split("@@", 1)[1])
+    assert final == "".join(f" w{i}" for i in range(60))
+    assert 2 <= renders <= 6  # 0.6 s at 4 Hz, the first token and the final text
+    shown = [o for o in cell.outputs if o.output_type == "display_data"]
+    assert len(shown) == 1  # every render updated the same output
+    assert shown[0].data["text/markdown"] == f"**live**\n\n{final}"
