@@ -215,3 +215,31 @@ async def test_a_refused_connection_is_an_http_error() -> None:
     with pytest.raises(HttpError) as info:
         await sse("http://127.0.0.1:9/feed", retry=policy).collect()
     assert info.value.status is None and "ConnectError" in str(info.value)
+
+
+async def test_a_read_timeout_is_an_http_error(server: HttpDemoServer) -> None:
+    feed = sse(f"{server.url}/sse/feed", params={"delay": 2, "count": 1}, timeout=0.2, resume=False)
+    with pytest.raises(HttpError) as info:
+        await feed.collect()
+    assert info.value.status is None and "ReadTimeout" in str(info.value)
+    served = await server.wait_for_request(lambda r: r.finished)
+    assert served.cancelled  # the client gave up and closed the connection
+
+
+def test_tls_and_proxy_options_reach_the_client_httpx_builds() -> None:
+    from streamnb.http.transport import ClientSpec
+
+    spec = ClientSpec.build(
+        "sse",
+        client=None,
+        timeout=httpx.Timeout(5.0, read=None),
+        verify=False,
+        proxy="http://127.0.0.1:3128",
+        client_kwargs={"http2": False},
+    )
+    assert spec.kwargs == {
+        "timeout": httpx.Timeout(5.0, read=None),
+        "verify": False,
+        "proxy": "http://127.0.0.1:3128",
+        "http2": False,
+    }
