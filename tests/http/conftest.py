@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from http_helpers import API_KEY
 
 from streamnb.demo.http import HttpDemoServer
-
-API_KEY = "sk-test-0123456789abcdef"
 
 
 @pytest.fixture

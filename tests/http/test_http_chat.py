@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 import structlog
-from conftest import API_KEY
+from http_helpers import API_KEY
 from task_helpers import no_new_tasks, other_tasks
 
 from streamnb import InvalidArgumentError
