@@ -3,7 +3,9 @@
 Needs the ``http`` extra (``pip install streamnb[http]``: httpx, httpx-sse, websockets, and
 aiohttp for the embedded demo server). Every function returns a :class:`streamnb.Stream`: one
 request (or connection) per iteration, closed when the iteration ends - ``break``,
-cancellation, an error - so the server sees the client leave. Failures are
+cancellation, an error - so the server sees the client leave (``break`` out of
+``async with s.open() as it: async for x in it`` to close at once; a bare ``async for`` leaves
+the close to the event loop's generator finaliser). Failures are
 :class:`~streamnb.errors.HttpError` (url, status, body excerpt); undecodable events are
 :class:`~streamnb.errors.HttpDecodeError` (url, index) or, with ``on_decode_error="skip"``,
 go to a DeadLetter. Each run registers a ``"call"`` snapshot (``iteration.snapshots("call")``).
