@@ -105,6 +105,10 @@ DEFAULT_COLLECT_LIMIT = 10_000
 
 async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]:
     obj = factory()
+    # the factory of a from_run source holds the run, whose roots hold this generator: keeping
+    # it would make a cycle that the garbage collector finalises all at once after a bare
+    # ``async for ... break``, closing the inner generators twice
+    del factory
     try:
         it = aiter_any(obj)
     except TypeError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import httpx
 import pytest
@@ -141,6 +142,29 @@ async def test_break_closes_the_connection_and_the_server_sees_it(
     served = await server.wait_for_request(lambda r: r.finished)
     assert served.cancelled and served.sent < 100
     await no_new_tasks(before)
+
+
+async def test_a_bare_async_for_break_is_closed_once_by_the_finaliser(
+    server: HttpDemoServer,
+) -> None:
+    """A bare ``async for`` leaves the close to the loop's generator finaliser; the run must not
+    form a cycle with its source (the collector would then close the generators twice)."""
+    loop = asyncio.get_running_loop()
+    problems: list[str] = []
+    loop.set_exception_handler(lambda _loop, ctx: problems.append(str(ctx.get("message"))))
+    try:
+        feed = sse(f"{server.url}/sse/feed", params={"rate": 200})
+        async for e in feed:
+            if e["seq"] == 3:
+                break
+        gc.collect()
+        served = await server.wait_for_request(lambda r: r.finished)
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+    finally:
+        loop.set_exception_handler(None)
+    assert served.cancelled and served.sent < 100
+    assert problems == []
 
 
 async def test_take_closes_the_connection(server: HttpDemoServer) -> None:
