@@ -31,7 +31,6 @@ from streamnb.notebook._format import (
     buffer_gauges,
     buffer_gauges_html,
     concurrent_html,
-    concurrent_stages,
     progress_for,
     stage_rows,
     stage_table_html,
@@ -97,14 +96,15 @@ class DashboardModel:
             stages=it.metrics(),
             taken_at=now,
             window_tail=tuple(it.windows["tail"].tail(5)),
-            concurrent=concurrent_stages(it.stages),
+            buffers=it.snapshots("buffer"),  # type: ignore[arg-type]
+            concurrent=it.snapshots("concurrency"),  # type: ignore[arg-type]
         )
         view = progress_for(frame)
         self.history.add(now, {name: snap.items for name, snap in frame.stages.items()})
         parts = [
             stage_table_html(stage_rows(frame.stages)),
-            buffer_gauges_html(buffer_gauges(frame.stages)),
-            concurrent_html(frame.concurrent),
+            buffer_gauges_html(buffer_gauges(frame.buffers)),
+            concurrent_html(frame.concurrent.values()),
             window_table_html(frame.window_tail),
             view.text,
             text_line(frame),
