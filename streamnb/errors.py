@@ -21,7 +21,8 @@ The tree below is checked against the classes by the test suite::
      │    ├── InvalidTransitionError    pause/resume/stop of a run in the wrong state
      │    ├── NoWindowError         to_pandas() of a run without such a window
      │    ├── ClientClosedError     (streamnb.grpc) a call on a closed GrpcClient
-     │    └── DaskStageError        (streamnb.dask) a Dask stage used the wrong way
+     │    ├── DaskStageError        (streamnb.dask) a Dask stage used the wrong way
+     │    └── MissingExtraError     an optional dependency is not installed (also ImportError)
      └── StreamError                a stream failed while running
           ├── EmptyStreamError      first() on a stream that ended without an item
           ├── CollectLimitError     collect(limit=N) on a stream longer than N
@@ -32,7 +33,9 @@ The tree below is checked against the classes by the test suite::
           ├── PipelineStoppedError  a run was stopped before it finished
           ├── RpcError              (streamnb.grpc) a failed call: method, code, details
           │    └── DecodeError      a message that could not be decoded: method, index
-          └── EncodeError           (streamnb.grpc) a request that could not be encoded
+          ├── EncodeError           (streamnb.grpc) a request that could not be encoded
+          ├── LateItemError         an item behind the watermark of a keyed window
+          └── KeyLimitError         a keyed window met more keys than its max_keys
 
 Example::
 
@@ -57,6 +60,9 @@ __all__ = [
     "EmptyStreamError",
     "InvalidArgumentError",
     "InvalidTransitionError",
+    "KeyLimitError",
+    "LateItemError",
+    "MissingExtraError",
     "NoWindowError",
     "PipelineStoppedError",
     "RetryExhaustedError",
@@ -119,6 +125,11 @@ class DaskStageError(UsageError):
     function does not accept or Dask reserves."""
 
 
+class MissingExtraError(UsageError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the
+    ``pip install 'streamnb[extra]'`` that brings it."""
+
+
 # -- runtime failures --------------------------------------------------------------------------
 class StreamError(StreamnbError):
     """A stream failed while running: the data, the network or a limit you set."""
@@ -150,3 +161,15 @@ class CircuitOpenError(StreamError):
 
 class PipelineStoppedError(StreamError):
     """A run was stopped (``stop()``, the stop button) before it finished."""
+
+
+class LateItemError(StreamError):
+    """An item arrived behind the watermark of a keyed window: its window was already closed.
+
+    Raised with ``late="raise"``; with the default ``late="dead_letter"`` it is the error
+    recorded next to the item in the dead letter.
+    """
+
+
+class KeyLimitError(StreamError):
+    """A keyed window met a new key while ``max_keys`` keys already had open windows."""
