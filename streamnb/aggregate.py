@@ -417,10 +417,11 @@ def _parse(where: str, spec: Any) -> Agg:
 class Aggregations:
     """A compiled set of named aggregations: ``new()`` state, ``add`` items, ``results``."""
 
-    __slots__ = ("_getters", "_makers", "names")
+    __slots__ = ("_aggs", "_getters", "_makers", "names")
 
     def __init__(self, names: tuple[str, ...], aggs: tuple[Agg, ...]) -> None:
         self.names = names
+        self._aggs = aggs
         self._makers = tuple(a.make for a in aggs)
         getters: list[Callable[[Any], Any] | None] = []
         for a in aggs:
@@ -440,6 +441,37 @@ class Aggregations:
         """Fold ``item`` into ``state``."""
         for get, acc in zip(self._getters, state, strict=True):
             acc.add(item if get is None else get(item))
+
+    def inline(self, state: str, item: str) -> tuple[list[str], dict[str, Any]]:
+        """Python source lines folding ``item`` into ``state`` (variable names), and the
+        names they use: the per-item step of a compiled window loop, with no call for
+        count/sum/mean and one ``add`` call for the others (same results as :meth:`add`)."""
+        lines: list[str] = []
+        ns: dict[str, Any] = {}
+        for i, a in enumerate(self._aggs):
+            if a.field is None:
+                expr = item
+            elif callable(a.field):
+                ns[f"_g{i}"] = a.field
+                expr = f"_g{i}({item})"
+            else:
+                expr = f"{item}[{a.field!r}]"
+            acc = f"{state}[{i}]"
+            if a.make is _Count:
+                lines.append(f"{acc}.n += 1")
+            elif a.make is _Sum:
+                lines += [f"v = {expr}", "if v is not None and v == v:", f"    {acc}.total += v"]
+            elif a.make is _Mean:
+                lines += [
+                    f"v = {expr}",
+                    "if v is not None and v == v:",
+                    f"    a = {acc}",
+                    "    a.n += 1",
+                    "    a.total += v",
+                ]
+            else:
+                lines.append(f"{acc}.add({expr})")
+        return lines, ns
 
     def merge(self, state: list[Any], other: list[Any]) -> None:
         """Join ``other`` into ``state`` (both from :meth:`new`)."""

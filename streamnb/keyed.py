@@ -54,7 +54,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._log import get_logger
 from ._validate import check_choice, check_int, check_number, check_seconds
 from .aggregate import Aggregations, compile_aggs
-from .errors import ArgumentTypeError, InvalidArgumentError, KeyLimitError, LateItemError
+from .errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    KeyLimitError,
+    LateItemError,
+    StreamError,
+    UsageError,
+)
 from .recovery import DeadLetter
 
 if TYPE_CHECKING:
@@ -234,6 +241,7 @@ class KeyedWindows:
                     "row; name the aggregation otherwise"
                 )
         self._time = _extractor(method, "time", time)
+        self._time_spec, self._by_spec = time, by
         self.lateness = check_number(method, "allowed_lateness", allowed_lateness, minimum=0.0)
         self.late_policy = check_choice(method, "late", late, _LATE)
         self.on_max_keys = check_choice(method, "on_max_keys", on_max_keys, _ON_MAX_KEYS)
@@ -257,10 +265,106 @@ class KeyedWindows:
         self.closed = 0
         self.evicted = 0
         self._open_count = 0
+        self._compiled = self._compile_tumbling() if shape.kind == "tumbling" else None
+
+    def _compile_tumbling(self) -> Callable[[AsyncIterable[Any]], AsyncIterator[dict[str, Any]]]:
+        """The whole tumbling loop as one generated async generator: the per-item step is
+        inline (locals, no method call except the extractors you gave; field names become
+        ``item[...]``), as a hand-written loop would be."""
+        lines, ns = self._aggs.inline("s", "item")
+        ns.update(
+            eng=self,
+            size=self._size,
+            lateness=self.lateness,
+            coerce=self._check_time,
+            new=self._new_tumbling,
+            now=_time.time,
+            UsageError=UsageError,
+            StreamError=StreamError,
+        )
+        if self._time is None:
+            get_t = "now()"
+        elif isinstance(self._time_spec, str | int):
+            get_t = f"item[{self._time_spec!r}]"
+        else:
+            ns["get_t"] = self._time
+            get_t = "get_t(item)"
+        if self._key is None:
+            get_k = "None"
+        elif isinstance(self._by_spec, str | int):
+            get_k = f"item[{self._by_spec!r}]"
+        else:
+            ns["get_k"] = self._key
+            get_k = "get_k(item)"
+        body = "\n".join(" " * 16 + line for line in lines)
+        src = f"""
+async def run(source):
+    windows = eng._windows
+    drain = eng.drain
+    items = eng.items
+    max_t = eng._max_t
+    wm = eng.watermark
+    nxt = eng._next_close
+    finished = False
+    try:
+        async for item in source:
+            items += 1
+            eng.items = items
+            try:
+                t = {get_t}
+                if t.__class__ is not float or t - t != 0.0:
+                    t = coerce(t, items - 1)
+                k = {get_k}
+                start = (t // size) * size
+                w = windows.get((k, start))
+                if w is None:
+                    w = new(item, k, start, items - 1)
+                    nxt = eng._next_close
+                    if w is None:
+                        for row in drain():
+                            yield row
+                        continue
+                s = w.state
+{body}
+            except Exception as exc:
+                if not isinstance(exc, UsageError | StreamError):
+                    exc.add_note(f"in {{eng.name}} at item {{items - 1}}")
+                raise
+            if t > max_t:
+                max_t = t
+                wm = t - lateness
+                eng.watermark = wm
+                if wm >= nxt:
+                    eng._max_t = max_t
+                    eng._close_until(wm)
+                    nxt = eng._next_close
+                    for row in drain():
+                        yield row
+        finished = True
+        eng._max_t = max_t
+        for row in eng.flush():
+            yield row
+    finally:
+        eng._max_t = max_t
+        if not finished:
+            eng.report_stopped()
+"""
+        exec(compile(src, f"<streamnb {self.name}>", "exec"), ns)
+        run: Callable[[AsyncIterable[Any]], AsyncIterator[dict[str, Any]]] = ns["run"]
+        return run
+
+    def _new_tumbling(self, item: Any, key: Any, start: float, index: int) -> _Win | None:
+        end = start + self._size
+        if end <= self.watermark:
+            self._on_late(item, index, key, [(start, end)])
+            return None
+        w = self._open_window(key, start, end, index)
+        self._windows[(key, start)] = w
+        return w
 
     # -- the per-item path ------------------------------------------------------------------
-    def push(self, item: Any) -> None:
-        """Fold ``item`` into its window(s); closed windows go to :meth:`drain`."""
+    def push(self, item: Any) -> bool:
+        """Fold ``item`` into its window(s); True when closed windows wait in :meth:`drain`."""
         index = self.items
         self.items = index + 1
         t = self._event_time(item, index)
@@ -288,11 +392,17 @@ class KeyedWindows:
             self.watermark = wm
             if wm >= self._next_close:
                 self._close_until(wm)
+        return len(self._ready) > 0
 
     def _event_time(self, item: Any, index: int) -> float:
         if self._time is None:
             return _time.time()
         t = self._time(item)
+        if t.__class__ is float and t - t == 0.0:
+            return float(t)
+        return self._check_time(t, index)
+
+    def _check_time(self, t: Any, index: int) -> float:
         if t.__class__ is not float:
             if isinstance(t, _dt.datetime):
                 if t.tzinfo is None:
@@ -462,9 +572,37 @@ class KeyedWindows:
 
     def drain(self) -> list[dict[str, Any]]:
         """The rows of the windows closed since the last call, in closing order."""
-        out = self._ready
-        self._ready = []
+        out = self._ready[:]
+        self._ready.clear()
         return out
+
+    def run(self, source: AsyncIterable[Any]) -> AsyncIterator[dict[str, Any]]:
+        """Run over ``source``: yield each closed window's row, flush at the end (see
+        :func:`keyed_windows`)."""
+        if self._compiled is not None:
+            return self._compiled(source)
+        return self._run(source)
+
+    async def _run(self, source: AsyncIterable[Any]) -> AsyncIterator[dict[str, Any]]:
+        push = self.push
+        finished = False
+        try:
+            async for item in source:
+                try:
+                    ready = push(item)
+                except Exception as exc:
+                    if not isinstance(exc, UsageError | StreamError):
+                        exc.add_note(f"in {self.name} at item {self.items - 1}")
+                    raise
+                if ready:
+                    for row in self.drain():
+                        yield row
+            finished = True
+            for row in self.flush():
+                yield row
+        finally:
+            if not finished:
+                self.report_stopped()
 
     def flush(self) -> list[dict[str, Any]]:
         """End of stream: close every open window (in end order) and return all ready rows."""
@@ -532,7 +670,7 @@ class KeyedWindows:
         )
 
 
-async def keyed_windows(
+def keyed_windows(
     source: AsyncIterable[Any], engine: KeyedWindows
 ) -> AsyncIterator[dict[str, Any]]:
     """Run ``engine`` over ``source``: yield each closed window's row, flush at the end.
@@ -540,22 +678,4 @@ async def keyed_windows(
     If the consumer stops early (``aclose``, cancellation, an error), the windows still open
     are reported (:meth:`KeyedWindows.report_stopped`) and stay readable on the engine.
     """
-    push = engine.push
-    finished = False
-    try:
-        async for item in source:
-            try:
-                push(item)
-            except Exception as exc:
-                if not isinstance(exc, LateItemError | KeyLimitError | InvalidArgumentError):
-                    exc.add_note(f"in {engine.name} at item {engine.items - 1}")
-                raise
-            if engine._ready:
-                for row in engine.drain():
-                    yield row
-        finished = True
-        for row in engine.flush():
-            yield row
-    finally:
-        if not finished:
-            engine.report_stopped()
+    return engine.run(source)
