@@ -249,18 +249,23 @@ class KeyedWindows:
         if dead_letter is not None and not isinstance(dead_letter, DeadLetter):
             raise ArgumentTypeError(f"{method}(dead_letter={dead_letter!r}): expected a DeadLetter")
         self.dead_letter: DeadLetter[Any] = dead_letter if dead_letter is not None else DeadLetter()
+        self._session = shape.kind == "session"
         self._size = shape.size
         self._every = shape.every
         self._windows: dict[tuple[Any, float], _Win] = {}  # tumbling / sliding: (key, start)
         self._sessions: dict[Any, list[_Win]] = {}  # session: key -> open sessions
-        self._heap: list[tuple[float, int, _Win]] = []  # (close at, seq, window)
+        self._heap: list[tuple[float, int, _Win]] = []  # sessions: (close at, seq, window)
+        self._ends: dict[float, list[_Win]] = {}  # tumbling / sliding: windows by end
+        self._end_heap: list[float] = []  # the distinct ends of self._ends
         self._seq = itertools.count()
         self._key_open: dict[Any, int] = {}  # key -> open windows (insertion order = age)
         self._ready: list[dict[str, Any]] = []
         self._max_t = -math.inf
-        self.watermark = -math.inf
+        self._wm = -math.inf
+        self._peek: Callable[[], tuple[int, float]] | None = None
+        self._running = False  # the compiled loop holds items / watermark while it runs
         self._next_close = math.inf
-        self.items = 0
+        self._items = 0
         self.late = 0
         self.closed = 0
         self.evicted = 0
@@ -279,6 +284,7 @@ class KeyedWindows:
             coerce=self._check_time,
             new=self._new_tumbling,
             now=_time.time,
+            inf=math.inf,
             UsageError=UsageError,
             StreamError=StreamError,
         )
@@ -296,77 +302,100 @@ class KeyedWindows:
         else:
             ns["get_k"] = self._key
             get_k = "get_k(item)"
-        body = "\n".join(" " * 16 + line for line in lines)
+        body = "\n".join(" " * 20 + line for line in lines)
         src = f"""
-async def run(source):
-    windows = eng._windows
-    drain = eng.drain
-    items = eng.items
-    max_t = eng._max_t
-    wm = eng.watermark
-    nxt = eng._next_close
-    finished = False
-    try:
-        async for item in source:
-            items += 1
-            eng.items = items
-            try:
-                t = {get_t}
-                if t.__class__ is not float or t - t != 0.0:
-                    t = coerce(t, items - 1)
-                k = {get_k}
-                start = (t // size) * size
-                w = windows.get((k, start))
-                if w is None:
-                    w = new(item, k, start, items - 1)
-                    nxt = eng._next_close
+def factory():
+    items = 0
+    wm = -inf
+
+    def peek():
+        return items, wm
+
+    async def run(source):
+        nonlocal items, wm
+        windows = eng._windows
+        drain = eng.drain
+        max_t = eng._max_t
+        items = eng._items
+        wm = eng._wm
+        nxt = eng._next_close
+        finished = False
+        eng._running = True
+        try:
+            async for item in source:
+                items += 1
+                try:
+                    t = {get_t}
+                    if t.__class__ is not float or t - t != 0.0:
+                        t = coerce(t, items - 1)
+                    k = {get_k}
+                    start = (t // size) * size
+                    w = windows.get((k, start))
                     if w is None:
+                        w = new(item, k, start, items - 1, wm)
+                        nxt = eng._next_close
+                        if w is None:
+                            for row in drain():
+                                yield row
+                            continue
+                    s = w.state
+{body}
+                except Exception as exc:
+                    if not isinstance(exc, UsageError | StreamError):
+                        exc.add_note(f"in {{eng.name}} at item {{items - 1}}")
+                    raise
+                if t > max_t:
+                    max_t = t
+                    wm = t - lateness
+                    if wm >= nxt:
+                        eng._max_t = max_t
+                        eng._close_until(wm)
+                        nxt = eng._next_close
                         for row in drain():
                             yield row
-                        continue
-                s = w.state
-{body}
-            except Exception as exc:
-                if not isinstance(exc, UsageError | StreamError):
-                    exc.add_note(f"in {{eng.name}} at item {{items - 1}}")
-                raise
-            if t > max_t:
-                max_t = t
-                wm = t - lateness
-                eng.watermark = wm
-                if wm >= nxt:
-                    eng._max_t = max_t
-                    eng._close_until(wm)
-                    nxt = eng._next_close
-                    for row in drain():
-                        yield row
-        finished = True
-        eng._max_t = max_t
-        for row in eng.flush():
-            yield row
-    finally:
-        eng._max_t = max_t
-        if not finished:
-            eng.report_stopped()
+            finished = True
+            eng._max_t = max_t
+            for row in eng.flush():
+                yield row
+        finally:
+            eng._max_t = max_t
+            eng._items, eng._wm = items, wm
+            eng._running = False
+            if not finished:
+                eng.report_stopped()
+
+    return run, peek
 """
         exec(compile(src, f"<streamnb {self.name}>", "exec"), ns)
-        run: Callable[[AsyncIterable[Any]], AsyncIterator[dict[str, Any]]] = ns["run"]
-        return run
+        run, self._peek = ns["factory"]()
+        return run  # type: ignore[no-any-return]
 
-    def _new_tumbling(self, item: Any, key: Any, start: float, index: int) -> _Win | None:
+    def _new_tumbling(
+        self, item: Any, key: Any, start: float, index: int, wm: float
+    ) -> _Win | None:
         end = start + self._size
-        if end <= self.watermark:
+        if end <= wm:
             self._on_late(item, index, key, [(start, end)])
             return None
         w = self._open_window(key, start, end, index)
         self._windows[(key, start)] = w
         return w
 
+    @property
+    def items(self) -> int:
+        """Items pushed so far (live, also while the compiled loop runs)."""
+        return self._peek()[0] if self._peek is not None and self._running else self._items
+
+    @property
+    def watermark(self) -> float:
+        """The current watermark: max event time seen minus ``allowed_lateness``."""
+        return self._peek()[1] if self._peek is not None and self._running else self._wm
+
     # -- the per-item path ------------------------------------------------------------------
     def push(self, item: Any) -> bool:
         """Fold ``item`` into its window(s); True when closed windows wait in :meth:`drain`."""
-        index = self.items
-        self.items = index + 1
+        index = self._items
+        self._items = index + 1
         t = self._event_time(item, index)
         key = None if self._key is None else self._key(item)
         kind = self.shape.kind
@@ -374,7 +403,7 @@ async def run(source):
             size = self._size
             start = (t // size) * size
             end = start + size
-            if end <= self.watermark:
+            if end <= self._wm:
                 self._on_late(item, index, key, [(start, end)])
             else:
                 w = self._windows.get((key, start))
@@ -389,7 +418,7 @@ async def run(source):
         if t > self._max_t:
             self._max_t = t
             wm = t - self.lateness
-            self.watermark = wm
+            self._wm = wm
             if wm >= self._next_close:
                 self._close_until(wm)
         return len(self._ready) > 0
@@ -422,7 +451,7 @@ async def run(source):
                 f"{self.name}: item {index} has event time {t!r}; expected a finite number "
                 "of seconds"
             )
-        return t
+        return float(t)
 
     def _push_sliding(self, item: Any, index: int, key: Any, t: float) -> None:
         size, every = self._size, self._every
@@ -434,7 +463,7 @@ async def run(source):
             end = start + size
             if not start <= t < end:  # float rounding at the edges
                 continue
-            if end <= self.watermark:
+            if end <= self._wm:
                 late_for.append((start, end))
                 continue
             w = self._windows.get((key, start))
@@ -450,7 +479,7 @@ async def run(source):
         sessions = self._sessions.get(key)
         hits = [s for s in sessions if s.start - gap < t < s.last + gap] if sessions else []
         if not hits:
-            if t + gap <= self.watermark:
+            if t + gap <= self._wm:
                 self._on_late(item, index, key, [(t, t + gap)])
                 return
             w = self._open_window(key, t, t + gap, index)
@@ -485,7 +514,14 @@ async def run(source):
             n = 0
         counts[key] = n + 1
         w = _Win(key, start, end, self._aggs.new())
-        heapq.heappush(self._heap, (end, next(self._seq), w))
+        if self._session:
+            heapq.heappush(self._heap, (end, next(self._seq), w))
+        else:
+            bucket = self._ends.get(end)
+            if bucket is None:
+                bucket = self._ends[end] = []
+                heapq.heappush(self._end_heap, end)
+            bucket.append(w)
         if end < self._next_close:
             self._next_close = end
         self._open_count += 1
@@ -547,7 +583,7 @@ async def run(source):
 
     def _emit(self, w: _Win, *, evicted: bool = False) -> None:
         w.closed = True
-        if self.shape.kind == "session":
+        if self._session:
             sessions = self._sessions[w.key]
             sessions.remove(w)
             if not sessions:
@@ -562,6 +598,14 @@ async def run(source):
         self._ready.append(row)
 
     def _close_until(self, wm: float) -> None:
+        if not self._session:
+            ends, end_heap, emit = self._ends, self._end_heap, self._emit
+            while end_heap and end_heap[0] <= wm:
+                for w in ends.pop(heapq.heappop(end_heap)):
+                    if not w.closed:  # (evicted ones are)
+                        emit(w)
+            self._next_close = end_heap[0] if end_heap else math.inf
+            return
         heap = self._heap
         while heap and heap[0][0] <= wm:
             end, _, w = heapq.heappop(heap)
@@ -592,7 +636,7 @@ async def run(source):
                     ready = push(item)
                 except Exception as exc:
                     if not isinstance(exc, UsageError | StreamError):
-                        exc.add_note(f"in {self.name} at item {self.items - 1}")
+                        exc.add_note(f"in {self.name} at item {self._items - 1}")
                     raise
                 if ready:
                     for row in self.drain():

@@ -333,3 +333,15 @@ async def test_default_time_is_the_arrival_time() -> None:
 def test_bad_arguments_fail_up_front(make: Any, exc: type[Exception], fragment: str) -> None:
     with pytest.raises(exc, match=fragment):
         make()
+
+
+async def test_snapshot_is_live_while_the_compiled_loop_runs() -> None:
+    engine = KeyedWindows(tumbling(1.0), by="k", time="t")
+    seen = []
+    async for row in keyed_windows(_aiter({"k": i % 2, "t": i * 0.1} for i in range(100)), engine):
+        snap = engine.snapshot()
+        seen.append((snap.items, snap.watermark, snap.closed))
+        assert row["count"] == 5
+    assert seen[0][0] == 11 and seen[0][1] == pytest.approx(1.0)  # the item that closed [0, 1)
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen)
+    assert engine.snapshot().items == 100 and engine.snapshot().open == 0
