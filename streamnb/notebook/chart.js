@@ -42,7 +42,8 @@ function render({ model, el }) {
   title.className = "streamnb-chart-title";
   title.style.cssText = "font-weight: 600; margin: 2px 0 4px 0;";
   const canvas = document.createElement("canvas");
-  canvas.style.cssText = "display: block; width: 100%; border: 1px solid #e0e0e0;";
+  canvas.style.cssText =
+    "display: block; width: 100%; box-sizing: border-box; border: 1px solid #e0e0e0;";
   const legend = document.createElement("div");
   legend.className = "streamnb-chart-legend";
   legend.style.cssText = "margin-top: 4px;";
@@ -89,7 +90,8 @@ function render({ model, el }) {
   }
 
   function draw() {
-    const width = Math.max(200, Math.floor(root.clientWidth || el.clientWidth || 600));
+    // the canvas' own laid-out width (inside its border), so the picture is never cropped
+    const width = Math.max(200, Math.floor(canvas.clientWidth || root.clientWidth || 600));
     const height = heightPx();
     const ratio = window.devicePixelRatio || 1;
     canvas.width = Math.floor(width * ratio);
@@ -242,9 +244,14 @@ function render({ model, el }) {
   model.on("change:hidden_series", schedule);
   model.on("change:height", schedule);
   model.on("change:max_points", () => { state.maxPoints = model.get("max_points"); });
+  const resize = typeof ResizeObserver === "function" ? new ResizeObserver(schedule) : null;
+  if (resize) resize.observe(root);
   model.send({ type: "hello" });
   draw();
-  return () => model.off("msg:custom", onMessage);
+  return () => {
+    model.off("msg:custom", onMessage);
+    if (resize) resize.disconnect();
+  };
 }
 
 export default { render };

@@ -20,8 +20,8 @@ Example (in a notebook)::
 
     chart = LiveChart(x="window_end", y="count", by="kind", title="events per second")
     chart                                   # display it
-    windows = events.tumbling(1.0, by="kind", time="ts").tap(chart.add)
-    task = asyncio.create_task(windows.drain())   # the chart moves while the run streams
+    engine = KeyedWindows(tumbling(1.0), by="kind", time="ts")
+    task = asyncio.create_task(chart.feed(keyed_windows(events, engine)))   # it moves
 """
 
 from __future__ import annotations
