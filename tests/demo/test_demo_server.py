@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import os
 import signal
 import subprocess
@@ -191,7 +192,7 @@ async def test_json_feed_injects_out_of_order_and_late_event_times() -> None:
     assert {e["kind"] for e in events} == {"api", "db", "cache"}
     assert all(e["latency_ms"] > 0 for e in events)
     ts = [e["timestamp"] for e in events]
-    backwards = sum(1 for a, b in zip(ts, ts[1:], strict=False) if b < a)
+    backwards = sum(1 for a, b in itertools.pairwise(ts) if b < a)
     assert backwards > 50  # out of order
     late = [e for e in events if e["late"]]
     assert [e["seq"] for e in late] == list(range(49, 400, 50))
