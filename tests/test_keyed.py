@@ -345,3 +345,50 @@ async def test_snapshot_is_live_while_the_compiled_loop_runs() -> None:
     assert seen[0][0] == 11 and seen[0][1] == pytest.approx(1.0)  # the item that closed [0, 1)
     assert [s[0] for s in seen] == sorted(s[0] for s in seen)
     assert engine.snapshot().items == 100 and engine.snapshot().open == 0
+
+
+async def test_keyed_window_is_a_stream_whose_runs_register_the_engine() -> None:
+    from streamnb import Stream
+    from streamnb.keyed import KeyedWindowSnapshot, keyed_window
+
+    events = [{"k": i % 3, "t": i * 0.1} for i in range(100)] + [{"k": 0, "t": 0.05}]
+    per_second = keyed_window(events, tumbling(1.0), by="k", time="t", name="per-second")
+    assert isinstance(per_second, Stream)
+    async with per_second.window(last=100, name="rows").open() as it:
+        rows = [row async for row in it]
+        snap = it.snapshots("window")["per-second"]
+        assert isinstance(snap, KeyedWindowSnapshot)
+        assert (snap.items, snap.late, snap.open) == (101, 1, 0)
+        assert it.dead_letters["per-second"].count == 1
+        assert len(it.windows["rows"]) == len(rows) == 30
+    assert sum(r["count"] for r in rows) == 100
+    assert await per_second.count() == 30  # a new run, a new engine
+
+
+async def test_keyed_window_stopped_early_closes_its_source_and_leaves_no_task() -> None:
+    from streamnb import Stream
+    from streamnb.keyed import keyed_window
+
+    closed: list[bool] = []
+
+    async def endless() -> AsyncIterator[dict[str, Any]]:
+        i = 0
+        try:
+            while True:
+                yield {"t": i * 0.5}
+                i += 1
+                await asyncio.sleep(0)
+        finally:
+            closed.append(True)
+
+    first = await keyed_window(Stream(endless), tumbling(1.0), time="t").first()
+    assert first == {"window_start": 0.0, "window_end": 1.0, "count": 2}
+    assert closed == [True]
+    assert len(asyncio.all_tasks()) == 1
+
+
+def test_keyed_window_checks_its_arguments_up_front() -> None:
+    from streamnb.keyed import keyed_window
+
+    with pytest.raises(InvalidArgumentError, match="late="):
+        keyed_window([], tumbling(1.0), late="ignore")  # type: ignore[arg-type]
