@@ -29,6 +29,11 @@ an error (:class:`~streamnb.errors.KeyLimitError`, the default ``on_max_keys="er
 with ``on_max_keys="evict"``, closes the windows of the key that has been open the longest
 first (those rows carry ``"evicted": True`` and are counted).
 
+As a Stream operator: :class:`streamnb.operators.keyed.KeyedWindow`
+(``stream.then(KeyedWindow(tumbling(1.0), by="kind"))``) or
+:func:`streamnb.operators.keyed.keyed_window` - each run then registers its engine on the
+run as a ``"window"`` observable.
+
 Example::
 
     engine = KeyedWindows(
@@ -46,10 +51,10 @@ import heapq
 import itertools
 import math
 import time as _time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._log import get_logger
 from ._validate import check_choice, check_int, check_number, check_seconds
@@ -67,16 +72,11 @@ from .recovery import DeadLetter
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ._runstate import RunState
-    from .metrics import Observable
-    from .stream import Stream
-
 __all__ = [
     "KeyedWindowSnapshot",
     "KeyedWindows",
     "LatePolicy",
     "WindowShape",
-    "keyed_window",
     "keyed_windows",
     "session",
     "sliding",
@@ -736,44 +736,3 @@ def keyed_windows(
     are reported (:meth:`KeyedWindows.report_stopped`) and stay readable on the engine.
     """
     return engine.run(source)
-
-
-def keyed_window(
-    source: AsyncIterable[Any] | Iterable[Any],
-    shape: WindowShape,
-    *,
-    name: str | None = None,
-    **options: Any,
-) -> Stream[dict[str, Any]]:
-    """A Stream of the closed windows' rows of ``source``, one engine per run.
-
-    ``options`` are those of :class:`KeyedWindows` (``by=``, ``time=``, ``aggs=``,
-    ``allowed_lateness=``, ``late=``, ``max_keys=``...). Each run builds its own engine and
-    registers it on the run as a ``"window"`` observable (``it.snapshots("window")``: late
-    count, open windows, keys; ``it.state.observed("window")[name].partial()``: the open
-    windows' current results) and its late items under ``it.dead_letters[name]``.
-
-    Example::
-
-        per_second = keyed_window(feed, tumbling(1.0), by="kind", time="timestamp",
-                                  aggs={"count": "count", "p95": ("latency_ms", "p95")})
-        async with per_second.window(last=1000, name="rows").open() as it:
-            async for row in it:
-                ...
-    """
-    from .stream import Stream
-
-    KeyedWindows(shape, name=name, **options)  # check every argument now, not at first pull
-
-    def open_run(run: RunState) -> AsyncIterator[dict[str, Any]]:
-        engine = KeyedWindows(shape, name=name, **options)
-        run.observe("window", cast("Observable", engine))
-        run.dead_letters[run.unique(run.dead_letters, engine.name, "keyed window")] = (
-            engine.dead_letter
-        )
-        src: AsyncIterable[Any] = (
-            source if isinstance(source, AsyncIterable) else Stream(source)
-        )
-        return engine.run(src)
-
-    return Stream.from_run(open_run)
