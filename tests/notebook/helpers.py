@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamnb.metrics import MetricsSnapshot
+from streamnb.metrics import BufferSnapshot, CallSnapshot, MetricsSnapshot, ResilientSnapshot
 from streamnb.notebook._format import RunFrame, RunStatus
 
 if TYPE_CHECKING:
@@ -46,6 +46,49 @@ def snap(name: str = "stage", **over: Any) -> MetricsSnapshot:
     return MetricsSnapshot(**base)
 
 
+def buffer_snap(name: str = "buf", **over: Any) -> BufferSnapshot:
+    base: dict[str, Any] = dict(
+        name=name,
+        capacity=10,
+        depth=0,
+        high_water=0,
+        dropped=0,
+        blocked_seconds=0.0,
+        overflow="block",
+        taken_at=0.0,
+    )
+    base.update(over)
+    return BufferSnapshot(**base)
+
+
+def resilient_snap(name: str = "feed", **over: Any) -> ResilientSnapshot:
+    base: dict[str, Any] = dict(
+        name=name, delivered=0, failures=0, reconnects=0, last_error=None, taken_at=0.0
+    )
+    base.update(over)
+    return ResilientSnapshot(**base)
+
+
+def call_snap(name: str = "call", **over: Any) -> CallSnapshot:
+    base: dict[str, Any] = dict(
+        name=name,
+        method="/streamnb.demo.v1.Json/Subscribe",
+        shape="server_stream",
+        sent=1,
+        received=0,
+        bytes_sent=10,
+        bytes_received=0,
+        errors=0,
+        decode_errors=0,
+        reconnects=0,
+        code=None,
+        elapsed=1.0,
+        taken_at=0.0,
+    )
+    base.update(over)
+    return CallSnapshot(**base)
+
+
 def frame(
     status: RunStatus = "running",
     items: int = 0,
@@ -57,7 +100,9 @@ def frame(
     taken_at: float = 0.0,
     name: str = "run",
     window_tail: tuple[tuple[float, Any], ...] = (),
+    **snapshots: Any,
 ) -> RunFrame:
+    """A frame; ``snapshots`` are RunFrame's other snapshot mappings (buffers=, calls=...)."""
     return RunFrame(
         name=name,
         status=status,
@@ -68,12 +113,17 @@ def frame(
         stages=stages or {},
         taken_at=taken_at,
         window_tail=window_tail,
+        **snapshots,
     )
 
 
 # -- real Jupyter servers and Chromium, shared by the browser tests ---------------------------
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
+#: The browser to drive: STREAMNB_CHROMIUM, else Debian's Chromium, else (None) Playwright's
+#: own build - whichever scripts/setup-tests.sh (the README's test command) installed.
+CHROMIUM: str | None = os.environ.get("STREAMNB_CHROMIUM") or (
+    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
