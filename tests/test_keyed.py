@@ -226,7 +226,7 @@ async def test_a_stopped_run_reports_the_windows_still_open() -> None:
     async def endless() -> AsyncIterator[dict[str, Any]]:
         i = 0
         while True:
-            yield {"k": i % 3, "t": i * 0.01}
+            yield {"k": i % 3, "t": i * 1e-5}
             i += 1
             await asyncio.sleep(0)
 
