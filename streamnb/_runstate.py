@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["ObservableKind", "RunState"]
 
 #: The kinds of observables a run holds; names are unique within a kind.
-ObservableKind = Literal["monitor", "buffer", "concurrency", "resilient", "call"]
+ObservableKind = Literal["monitor", "buffer", "concurrency", "resilient", "call", "window"]
 
 
 class RunState:

@@ -21,7 +21,8 @@ The tree below is checked against the classes by the test suite::
      │    ├── InvalidTransitionError    pause/resume/stop of a run in the wrong state
      │    ├── NoWindowError         to_pandas() of a run without such a window
      │    ├── ClientClosedError     (streamnb.grpc) a call on a closed GrpcClient
-     │    └── DaskStageError        (streamnb.dask) a Dask stage used the wrong way
+     │    ├── DaskStageError        (streamnb.dask) a Dask stage used the wrong way
+     │    └── MissingExtraError     an optional dependency is not installed (also ImportError)
      └── StreamError                a stream failed while running
           ├── EmptyStreamError      first() on a stream that ended without an item
           ├── CollectLimitError     collect(limit=N) on a stream longer than N
@@ -35,7 +36,9 @@ The tree below is checked against the classes by the test suite::
           │    └── DecodeError      a message that could not be decoded: method, index
           ├── HttpError             (streamnb.http) a failed request: url, status, body excerpt
           │    └── HttpDecodeError  an event that could not be decoded: url, index
-          └── EncodeError           (streamnb.grpc) a request that could not be encoded
+          ├── EncodeError           (streamnb.grpc) a request that could not be encoded
+          ├── LateItemError         an item behind the watermark of a keyed window
+          └── KeyLimitError         a keyed window met more keys than its max_keys
 
 Example::
 
@@ -62,6 +65,9 @@ __all__ = [
     "HttpError",
     "InvalidArgumentError",
     "InvalidTransitionError",
+    "KeyLimitError",
+    "LateItemError",
+    "MissingExtraError",
     "NoWindowError",
     "PipelineStoppedError",
     "RetryExhaustedError",
@@ -123,6 +129,11 @@ class ClientClosedError(UsageError, RuntimeError):
 class DaskStageError(UsageError):
     """A ``DaskExecutor`` was misused: used after shutdown, or given a ``scatter`` keyword the
     function does not accept or Dask reserves."""
+
+
+class MissingExtraError(UsageError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the
+    ``pip install 'streamnb[extra]'`` that brings it."""
 
 
 # -- runtime failures --------------------------------------------------------------------------
@@ -253,3 +264,15 @@ def _rebuild_http_error(cls: type[HttpError], state: dict[str, object]) -> HttpE
     err.__dict__.update(state)
     StreamError.__init__(err, err._message())
     return err
+
+
+class LateItemError(StreamError):
+    """An item arrived behind the watermark of a keyed window: its window was already closed.
+
+    Raised with ``late="raise"``; with the default ``late="dead_letter"`` it is the error
+    recorded next to the item in the dead letter.
+    """
+
+
+class KeyLimitError(StreamError):
+    """A keyed window met a new key while ``max_keys`` keys already had open windows."""

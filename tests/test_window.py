@@ -175,3 +175,101 @@ async def test_stream_window_is_readable_while_and_after_running() -> None:
                 assert mid["i"].tolist() == list(range(490, 500))
         final = it.windows["w"].to_pandas()
     assert final["sq.v"].tolist() == [i * i for i in range(990, 1000)]
+
+
+# -- columnar storage: same table as row-by-row flattening, whatever the mix of items ---------
+def _reference(items: list[object]) -> pd.DataFrame:
+    rows = [flatten_item(x) for x in items]
+    return pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+
+
+def _mixed_items(n: int, seed: int) -> list[object]:
+    import random
+
+    rnd = random.Random(seed)
+    out: list[object] = []
+    for i in range(n):
+        r = rnd.random()
+        if r < 0.6:
+            out.append({"id": i, "v": rnd.random(), "kind": rnd.choice("abc"), "ok": i % 3 == 0})
+        elif r < 0.7:
+            out.append({"id": i, "v": None, "kind": "z", "ok": False})
+        elif r < 0.8:
+            out.append({"id": i, "pos": {"x": i, "y": {"z": -i}}})
+        elif r < 0.85:
+            out.append({"id": i, "v": {"nested": i}, "kind": "n", "ok": True})  # same keys, dict
+        elif r < 0.9:
+            out.append(i * 10)
+        elif r < 0.95:
+            out.append({"only": str(i)})
+        else:
+            out.append({"id": 2**70, "v": i})  # an int too big for int64
+    return out
+
+
+@pytest.mark.parametrize("last", [1, 3, 50, 1000, 5000])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_columnar_table_equals_row_by_row_flattening(last: int, seed: int) -> None:
+    items = _mixed_items(4000, seed)
+    w = Window(last=last)
+    for x in items:
+        w.append(x)
+    kept = items[-last:]
+    assert w.items() == kept
+    assert len(w) == len(kept)
+    got = w.to_pandas().drop(columns=[TIMESTAMP_COLUMN])
+    want = _reference(kept)
+    assert sorted(got.columns) == sorted(want.columns)
+    got = got[list(want.columns)]
+    pd.testing.assert_frame_equal(
+        got.astype(object).where(got.notna(), None),
+        want.astype(object).where(want.notna(), None),
+        check_dtype=False,
+    )
+
+
+def test_flat_rows_keep_their_dtypes_and_the_stamps_stay_in_order() -> None:
+    w = Window(last=3000)
+    for i in range(5000):
+        w.append({"i": i, "x": i / 2, "ok": i % 2 == 0, "s": f"k{i % 5}"})
+    df = w.to_pandas()
+    assert len(df) == 3000
+    assert df["i"].tolist() == list(range(2000, 5000))
+    assert str(df["i"].dtype) == "int64"
+    assert str(df["x"].dtype) == "float64"
+    assert str(df["ok"].dtype) == "bool"
+    assert df[TIMESTAMP_COLUMN].is_monotonic_increasing
+    assert w.tail(2) and [x["i"] for _, x in w.tail(2)] == [4998, 4999]
+
+
+def test_columnar_memory_is_bounded_by_the_window_plus_one_chunk() -> None:
+    w = Window(last=2000)
+    for i in range(50_000):
+        w.append({"i": i, "x": 1.0})
+    store = w._data
+    held = sum(len(c) for c in store.chunks)
+    assert len(w) == 2000
+    assert held <= 2000 + store.cap
+    assert all(c.items is None for c in list(store.chunks)[:-1])  # sealed chunks let go of dicts
+
+
+def test_dicts_with_non_string_keys_and_empty_dicts() -> None:
+    w = Window(last=10)
+    w.append({1: "a", 2: "b"})
+    w.append({})
+    w.append({1: "c", 2: "d"})
+    df = w.to_pandas()
+    assert len(df) == 3
+    assert df["1"].tolist()[0] == "a"
+    assert w.items() == [{1: "a", 2: "b"}, {}, {1: "c", 2: "d"}]
+
+
+def test_clear_then_reuse() -> None:
+    w = Window(last=5)
+    for i in range(20):
+        w.append({"i": i})
+    w.clear()
+    assert len(w) == 0
+    assert w.items() == []
+    w.append({"i": 99})
+    assert w.to_pandas()["i"].tolist() == [99]

@@ -156,6 +156,12 @@ class _FeedParams:
     delay: float = 0.0
     malformed_seq: int | None = None
     kind: str = "tick"
+    # JSON feed only: several kinds with a latency each, out-of-order and late event times
+    kinds: list[str] | None = None
+    disorder: float = 0.0
+    late_every: int = 0
+    late_by: float = 0.0
+    seed: int = 0
 
     @classmethod
     def from_proto(cls, req: pb.SubscribeRequest) -> _FeedParams:
@@ -183,6 +189,43 @@ class _FeedParams:
         params = cls(**req)
         params.kind = params.kind or "tick"
         return params
+
+
+def _timed_events(params: _FeedParams) -> Callable[[int, int], bytes]:
+    """JSON events with a kind, a latency and an event time that may be out of order or late.
+
+    ``kinds`` cycle pseudo-randomly; ``latency_ms`` is log-normal (heavier for later kinds);
+    ``timestamp`` is the send time minus up to ``disorder`` seconds (out of order), and every
+    ``late_every``-th event is ``late_by`` seconds older still (late for a window that has
+    closed). Every value derives from ``seed`` and ``seq`` alone, so a resumed feed repeats it.
+    """
+    import random
+
+    kinds = list(params.kinds or [params.kind])
+    now = time.time
+
+    def make(seq: int, n: int) -> bytes:
+        rnd = random.Random(params.seed * 1_000_003 + seq)
+        k = rnd.randrange(len(kinds))
+        ts = now() - rnd.random() * params.disorder
+        late = params.late_every > 0 and seq % params.late_every == params.late_every - 1
+        if late:
+            ts -= params.late_by
+        event = {
+            "seq": seq,
+            "timestamp": ts,
+            "kind": kinds[k],
+            "latency_ms": round(rnd.lognormvariate(2.0 + 0.4 * k, 0.5), 3),
+            "late": late,
+            "payload": "x" * params.payload_size,
+        }
+        return json.dumps(event).encode()
+
+    return make
+
+
+def _truncated_event(seq: int) -> bytes:
+    return f'{{"seq":{seq},"timestamp":'.encode()
 
 
 class DemoServer:
@@ -585,6 +628,11 @@ class DemoServer:
         self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         params = await self._json_params(data, context, "Json/Subscribe")
+        if params.kinds or params.disorder > 0 or params.late_every > 0:
+            await self._feed(
+                "Json/Subscribe", params, context, _timed_events(params), _truncated_event
+            )
+            return
         head = '{"seq":'
         tail = f',"kind":{json.dumps(params.kind)},"payload":"{"x" * params.payload_size}"}}'
         now = time.time

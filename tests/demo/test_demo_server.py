@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import os
 import signal
 import subprocess
@@ -168,3 +169,35 @@ def test_python_m_streamnb_demo_live_mode() -> None:
         check=True,
     )
     assert "exactly once and in order: yes" in out.stdout
+
+
+async def test_json_feed_injects_out_of_order_and_late_event_times() -> None:
+    params = {
+        "count": 400,
+        "rate": 4000,
+        "kinds": ["api", "db", "cache"],
+        "disorder": 0.5,
+        "late_every": 50,
+        "late_by": 5.0,
+        "seed": 3,
+    }
+    async with DemoServer() as srv, GrpcClient(srv.address) as client:
+        events = await client.server_stream("/streamnb.demo.v1.Json/Subscribe", params).collect(
+            limit=None
+        )
+        again = await client.server_stream(
+            "/streamnb.demo.v1.Json/Subscribe", {**params, "start": 100}
+        ).collect(limit=None)
+    assert [e["seq"] for e in events] == list(range(400))
+    assert {e["kind"] for e in events} == {"api", "db", "cache"}
+    assert all(e["latency_ms"] > 0 for e in events)
+    ts = [e["timestamp"] for e in events]
+    backwards = sum(1 for a, b in itertools.pairwise(ts) if b < a)
+    assert backwards > 50  # out of order
+    late = [e for e in events if e["late"]]
+    assert [e["seq"] for e in late] == list(range(49, 400, 50))
+    assert all(max(ts[: e["seq"]]) - e["timestamp"] > 4.0 for e in late)
+    # deterministic per seq: a resumed feed repeats kinds and latencies
+    assert [(e["kind"], e["latency_ms"]) for e in again] == [
+        (e["kind"], e["latency_ms"]) for e in events[100:]
+    ]

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from streamnb.metrics import BufferSnapshot, CallSnapshot, MetricsSnapshot, ResilientSnapshot
 from streamnb.notebook._format import RunFrame, RunStatus
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 
 def snap(name: str = "stage", **over: Any) -> MetricsSnapshot:
@@ -102,3 +115,106 @@ def frame(
         window_tail=window_tail,
         **snapshots,
     )
+
+
+# -- real Jupyter servers and Chromium, shared by the browser tests ---------------------------
+REPO = Path(__file__).resolve().parents[2]
+#: The browser to drive: STREAMNB_CHROMIUM, else Debian's Chromium, else (None) Playwright's
+#: own build - whichever scripts/setup-tests.sh (the README's test command) installed.
+CHROMIUM: str | None = os.environ.get("STREAMNB_CHROMIUM") or (
+    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def jupyter_server(root: Path, log: Path, app: str = "jupyterlab") -> Iterator[str]:
+    """Run JupyterLab (``app="jupyterlab"``) or Notebook 7 (``app="notebook"``) in ``root``
+    on 127.0.0.1 with an empty token; yield its base URL; always stop it and its kernels."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        app,
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.token=",
+        "--ServerApp.password=",
+        f"--ServerApp.root_dir={root}",
+    ]
+    if app == "jupyterlab":
+        cmd += [
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
+    if os.geteuid() == 0:  # CI containers run as root; Jupyter refuses without this
+        cmd.append("--allow-root")
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / ".jupyter-config")}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"{app} exited early ({proc.returncode}):\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/status", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{app} did not answer in 90 s:\n{log.read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # the server and the kernels it started
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def jupyterlab(root: Path, log: Path) -> contextlib.AbstractContextManager[str]:
+    """:func:`jupyter_server` running JupyterLab."""
+    return jupyter_server(root, log, "jupyterlab")
+
+
+def accept_kernel_dialog(page: Page) -> None:
+    """JupyterLab 4 may ask which kernel to use even with a kernelspec: accept its choice."""
+    try:
+        page.wait_for_selector(".jp-Dialog .jp-mod-accept", timeout=20_000)
+    except Exception:
+        return  # no dialog this time: the kernel was started directly
+    page.click(".jp-Dialog .jp-mod-accept")
+    page.wait_for_selector(".jp-Dialog", state="detached", timeout=20_000)
+
+
+def dismiss_news(page: Page) -> None:
+    """Close JupyterLab's 'official Jupyter news?' toast so it does not cover the screenshot."""
+    toast = page.locator(".Toastify__toast button:has-text('No')")
+    if toast.count():
+        toast.first.click()
+        page.wait_for_timeout(500)

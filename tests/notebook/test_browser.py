@@ -10,36 +10,15 @@ the README's picture, when STREAMNB_UPDATE_SCREENSHOT=1 is set).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 from playwright.sync_api import Page, sync_playwright
 
-REPO = Path(__file__).resolve().parents[2]
-#: The browser to drive: STREAMNB_CHROMIUM, else Debian's Chromium, else (None) Playwright's
-#: own build - whichever scripts/setup-tests.sh (the README's test command) installed.
-CHROMIUM: str | None = os.environ.get("STREAMNB_CHROMIUM") or (
-    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
-)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from .helpers import CHROMIUM, CHROMIUM_ARGS, REPO, accept_kernel_dialog, dismiss_news, jupyterlab
 
 FOREGROUND = f"""
 import sys, asyncio
@@ -73,84 +52,6 @@ async def forever():
 
 bg = Stream(forever).monitor("ticks").start(name="browser-bg")
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def jupyterlab(root: Path, log: Path) -> Iterator[str]:
-    """Run JupyterLab in ``root``; yield its base URL; always stop it."""
-    port = _free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        "--ServerApp.token=",
-        "--ServerApp.password=",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if os.geteuid() == 0:  # CI containers run as root; JupyterLab refuses without this
-        cmd.append("--allow-root")
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / ".jupyter-config")}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"JupyterLab exited early ({proc.returncode}):\n{log.read_text()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{url}/api/status", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"JupyterLab did not answer in 90 s:\n{log.read_text()}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)  # the server and the kernels it started
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-def _accept_kernel_dialog(page: Page) -> None:
-    """JupyterLab 4 may ask which kernel to use even with a kernelspec: accept its choice."""
-    try:
-        page.wait_for_selector(".jp-Dialog .jp-mod-accept", timeout=20_000)
-    except Exception:
-        return  # no dialog this time: the kernel was started directly
-    page.click(".jp-Dialog .jp-mod-accept")
-    page.wait_for_selector(".jp-Dialog", state="detached", timeout=20_000)
-
-
-def _dismiss_news(page: Page) -> None:
-    """Close JupyterLab's 'official Jupyter news?' toast so it does not cover the screenshot."""
-    toast = page.locator(".Toastify__toast button:has-text('No')")
-    if toast.count():
-        toast.first.click()
-        page.wait_for_timeout(500)
 
 
 def _bar_width(page: Page, index: int) -> float:
@@ -206,7 +107,7 @@ def test_dashboard_runs_live_in_jupyterlab(tmp_path: Path) -> None:
             page.set_default_timeout(60_000)
             page.goto(f"{url}/lab/tree/dashboard.ipynb", wait_until="domcontentloaded")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-            _accept_kernel_dialog(page)
+            accept_kernel_dialog(page)
             page.click("li.lm-MenuBar-item:has-text('Run')")
             page.click("li.lm-Menu-item:has-text('Run All Cells')")
 
@@ -249,7 +150,7 @@ def test_dashboard_runs_live_in_jupyterlab(tmp_path: Path) -> None:
             assert size[0] > 100 and size[1] > 50, f"plot image too small: {size}"
 
             dashboards = page.locator(".streamnb-dashboard")
-            _dismiss_news(page)
+            dismiss_news(page)
             dashboards.first.screenshot(path=str(shot))
 
             # the background run's Stop button, clicked in the browser, stops it in the kernel
