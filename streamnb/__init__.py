@@ -41,10 +41,12 @@ from .errors import (
     UsageError,
     WindowConfigError,
 )
+from .keyed import session, sliding, tumbling
 from .metrics import (
     BufferSnapshot,
     CallSnapshot,
     ConcurrencySnapshot,
+    KeyedWindowSnapshot,
     Meter,
     MetricsSnapshot,
     Observable,
@@ -84,6 +86,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidTransitionError",
     "Iteration",
+    "KeyedWindowSnapshot",
     "Meter",
     "MetricsSnapshot",
     "NoWindowError",
@@ -104,4 +107,7 @@ __all__ = [
     "__version__",
     "default_retryable",
     "running_tasks",
+    "session",
+    "sliding",
+    "tumbling",
 ]

@@ -31,7 +31,7 @@ first (those rows carry ``"evicted": True`` and are counted).
 
 As a Stream operator: :class:`streamnb.operators.keyed.KeyedWindow`
 (``stream.then(KeyedWindow(tumbling(1.0), by="kind"))``) or
-:func:`streamnb.operators.keyed.keyed_window` - each run then registers its engine on the
+:meth:`streamnb.Stream.keyed_window` - each run then registers its engine on the
 run as a ``"window"`` observable.
 
 Example::
@@ -67,6 +67,7 @@ from .errors import (
     StreamError,
     UsageError,
 )
+from .metrics import KeyedWindowSnapshot
 from .recovery import DeadLetter
 
 if TYPE_CHECKING:
@@ -136,41 +137,6 @@ def session(gap: float) -> WindowShape:
     """Per key, items less than ``gap`` seconds apart share a window."""
     g = check_seconds("session", "gap", gap)
     return WindowShape("session", g, g)
-
-
-@dataclass(frozen=True)
-class KeyedWindowSnapshot:
-    """A keyed window stage at one moment: what the dashboard and metrics read.
-
-    ``late`` counts the items behind the watermark (dead-lettered, included or raised),
-    ``closed`` the windows emitted, ``open`` the windows still open over ``keys`` keys,
-    ``evicted`` the windows closed early by ``max_keys`` (``on_max_keys="evict"``).
-    """
-
-    name: str
-    shape: str
-    items: int
-    late: int
-    closed: int
-    open: int
-    keys: int
-    evicted: int
-    watermark: float | None
-    max_keys: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "shape": self.shape,
-            "items": self.items,
-            "late": self.late,
-            "closed": self.closed,
-            "open": self.open,
-            "keys": self.keys,
-            "evicted": self.evicted,
-            "watermark": self.watermark,
-            "max_keys": self.max_keys,
-        }
 
 
 class _Win:

@@ -37,6 +37,7 @@ __all__ = [
     "BufferSnapshot",
     "CallSnapshot",
     "ConcurrencySnapshot",
+    "KeyedWindowSnapshot",
     "Meter",
     "MetricsSnapshot",
     "Observable",
@@ -214,9 +215,49 @@ class CallSnapshot:
         return d
 
 
+@dataclass(frozen=True, slots=True)
+class KeyedWindowSnapshot:
+    """A keyed window stage at one moment: what the dashboard and metrics read.
+
+    ``late`` counts the items behind the watermark (dead-lettered, included or raised),
+    ``closed`` the windows emitted, ``open`` the windows still open over ``keys`` keys,
+    ``evicted`` the windows closed early by ``max_keys`` (``on_max_keys="evict"``).
+    """
+
+    name: str
+    shape: str
+    items: int
+    late: int
+    closed: int
+    open: int
+    keys: int
+    evicted: int
+    watermark: float | None
+    max_keys: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": self.shape,
+            "items": self.items,
+            "late": self.late,
+            "closed": self.closed,
+            "open": self.open,
+            "keys": self.keys,
+            "evicted": self.evicted,
+            "watermark": self.watermark,
+            "max_keys": self.max_keys,
+        }
+
+
 #: What a run's observables return: one frozen dataclass per kind of stage.
 Snapshot = (
-    MetricsSnapshot | BufferSnapshot | ConcurrencySnapshot | ResilientSnapshot | CallSnapshot
+    MetricsSnapshot
+    | BufferSnapshot
+    | ConcurrencySnapshot
+    | ResilientSnapshot
+    | CallSnapshot
+    | KeyedWindowSnapshot
 )
 
 

@@ -72,6 +72,7 @@ from .operators import (
     Zip,
 )
 from .operators import Window as WindowOperator
+from .operators.keyed import KeyedWindow
 from .recovery import (
     CircuitBreaker,
     DeadLetter,
@@ -84,6 +85,7 @@ from .recovery import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .keyed import WindowShape
     from .notebook.runner import Run, RunSummary
     from .window import Window
 
@@ -524,6 +526,23 @@ class Stream(Generic[T]):
         """Keep the most recent items (``last`` of them, or those of the last ``seconds``) in a
         bounded ring, readable any time as ``iteration.windows[name].to_pandas()``."""
         return self.then(WindowOperator(last, seconds, name))
+
+    def keyed_window(
+        self, shape: WindowShape, *, name: str | None = None, **options: Any
+    ) -> Stream[dict[str, Any]]:
+        """Rows of closed keyed event-time windows (:mod:`streamnb.keyed`): ``shape`` is
+        ``tumbling(size)``, ``sliding(size, every)`` or ``session(gap)``; ``options`` are
+        ``by=``, ``time=``, ``aggs=``, ``allowed_lateness=``, ``late=``, ``max_keys=``,
+        ``on_max_keys=``, checked up front. Late items are counted and dead-lettered, never
+        dropped silently; each run registers a ``"window"`` snapshot.
+
+        Example::
+
+            per_kind = Stream(events).keyed_window(
+                tumbling(1.0), by="kind", time="ts", aggs={"n": "count"}, name="per-kind"
+            )
+        """
+        return self.then(KeyedWindow(shape, name=name, **options))
 
     @classmethod
     def from_run(

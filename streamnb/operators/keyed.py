@@ -1,4 +1,4 @@
-"""Keyed event-time windows as a Stream operator: ``stream.then(KeyedWindow(...))``.
+"""Keyed event-time windows as a Stream operator: ``stream.keyed_window(...)``.
 
 :class:`KeyedWindow` wraps the :class:`~streamnb.keyed.KeyedWindows` engine (tumbling, sliding
 or session windows, watermark, late items, ``max_keys``) in the operator protocol
@@ -16,10 +16,9 @@ The open windows' partial results: ``it.state.observed("window")[name].partial()
 
 Example::
 
-    per_second = Stream(feed).then(
-        KeyedWindow(tumbling(1.0), by="kind", time="timestamp",
-                    aggs={"count": "count", "p95_ms": ("latency_ms", "p95")},
-                    name="per-second")
+    per_second = Stream(feed).keyed_window(
+        tumbling(1.0), by="kind", time="timestamp",
+        aggs={"count": "count", "p95_ms": ("latency_ms", "p95")}, name="per-second",
     )
     async with per_second.window(last=1000, name="rows").open() as it:
         async for row in it:    # {'kind': 'api', 'window_start': ..., 'count': 31, ...}
@@ -28,17 +27,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncIterator
+from typing import Any
 
 from ..keyed import KeyedWindows, WindowShape
 from .base import Link, Operator
 
-if TYPE_CHECKING:
-    from ..metrics import Observable
-    from ..stream import Stream
-
-__all__ = ["KeyedWindow", "keyed_window"]
+__all__ = ["KeyedWindow"]
 
 
 class KeyedWindow(Operator):
@@ -62,23 +57,10 @@ class KeyedWindow(Operator):
     def stage(self, src: AsyncIterator[Any], link: Link) -> AsyncIterator[Any]:
         engine = KeyedWindows(self.shape, name=self.name, dead_letter=self._sink, **self.options)
         run = link.run
-        run.observe("window", cast("Observable", engine))
+        run.observe("window", engine)
         run.dead_letters[run.unique(run.dead_letters, self.name, "keyed window")] = (
             engine.dead_letter
         )
         link.dead_letter = engine.dead_letter
         return engine.run(src)
 
-
-def keyed_window(
-    source: AsyncIterable[Any] | Iterable[Any],
-    shape: WindowShape,
-    *,
-    name: str | None = None,
-    **options: Any,
-) -> Stream[dict[str, Any]]:
-    """``Stream(source).then(KeyedWindow(shape, name=name, **options))``: a Stream of the
-    closed windows' rows of ``source`` (a Stream, or any iterable / async iterable)."""
-    from ..stream import Stream
-
-    return Stream(source).then(KeyedWindow(shape, name=name, **options))

@@ -11,12 +11,12 @@ import pytest
 from streamnb import Stream
 from streamnb.errors import InvalidArgumentError
 from streamnb.keyed import KeyedWindowSnapshot, tumbling
-from streamnb.operators.keyed import KeyedWindow, keyed_window
+from streamnb.operators.keyed import KeyedWindow
 
 
 async def test_keyed_window_is_a_stream_whose_runs_register_the_engine() -> None:
     events = [{"k": i % 3, "t": i * 0.1} for i in range(100)] + [{"k": 0, "t": 0.05}]
-    per_second = keyed_window(events, tumbling(1.0), by="k", time="t", name="per-second")
+    per_second = Stream(events).keyed_window(tumbling(1.0), by="k", time="t", name="per-second")
     assert isinstance(per_second, Stream)
     async with per_second.window(last=100, name="rows").open() as it:
         rows = [row async for row in it]
@@ -42,7 +42,7 @@ async def test_keyed_window_stopped_early_closes_its_source_and_leaves_no_task()
         finally:
             closed.append(True)
 
-    first = await keyed_window(Stream(endless), tumbling(1.0), time="t").first()
+    first = await Stream(endless).keyed_window(tumbling(1.0), time="t").first()
     assert first == {"window_start": 0.0, "window_end": 1.0, "count": 2}
     assert closed == [True]
     assert len(asyncio.all_tasks()) == 1
@@ -51,7 +51,7 @@ async def test_keyed_window_stopped_early_closes_its_source_and_leaves_no_task()
 def test_keyed_window_checks_its_arguments_up_front() -> None:
 
     with pytest.raises(InvalidArgumentError, match="late="):
-        keyed_window([], tumbling(1.0), late="ignore")  # type: ignore[arg-type]
+        Stream([]).keyed_window(tumbling(1.0), late="ignore")  # type: ignore[arg-type]
 
 
 async def test_then_keyed_window_after_fused_operators_and_a_monitor_after_it() -> None:
