@@ -31,7 +31,7 @@ What it adds over ``client.get_executor()`` (which also works with ``map(executo
   one call's future before its task is sent removes it from the task. The size comes from
   measurement: after the first calls return, a task gets enough calls for ``task_seconds``
   of work (default 50 ms, more when the measured per-task overhead is high), a slow
-  function gets one call per task. No call waits more than ``max_wait`` (default 50 ms)
+  function gets one call per task. No call waits more than ``max_wait`` (default 0.25 s)
   for its task to fill, and a task is sent at once when the cluster would otherwise idle,
   so a slow source is not held back. ``batch_size=1`` restores one task per call.
 * **Give the stage enough calls to group.** The stage's ``concurrency`` bounds the calls
@@ -56,8 +56,10 @@ What it adds over ``client.get_executor()`` (which also works with ``map(executo
   on the scheduler. A ``BaseException`` that is not an ``Exception`` (a ``CancelledError``
   raised by your function) and an exception that cannot be pickled arrive as a
   ``RuntimeError`` naming them, so the stage's error policy handles them as a failed call.
-  If a whole task fails (a worker died, a result could not be pickled), each of its calls
-  is run again alone once, so only the culprit fails.
+  If a whole task fails (an item that cannot be pickled, a worker that died), each of its
+  calls is run again alone once, so only the culprit fails. (A *result* that cannot
+  be pickled fails its task on the way back, and Dask may fail other results fetched from
+  that worker in the same request: return plain data.)
 * **Scatter once.** ``scatter={"model": obj}`` ships ``obj`` to every worker once, at
   construction, and passes it to each call as the keyword ``model=``. It helps when a large
   constant argument (a model, a lookup table, more than ~1 MB) would otherwise be pickled
@@ -118,7 +120,7 @@ from tblib import Traceback  # type: ignore[import-untyped]
 
 from ._dask_worker import Outcome, run_calls
 from ._validate import check_int, check_seconds
-from .errors import DaskStageError
+from .errors import ArgumentTypeError, DaskStageError
 
 __all__ = ["DaskExecutor", "DaskStageError", "DaskStageInfo", "stage_infos"]
 
@@ -137,8 +139,11 @@ _live: weakref.WeakSet[DaskExecutor] = weakref.WeakSet()
 
 #: Most calls in one task (a tiny function would otherwise ask for thousands).
 _MAX_BATCH = 1000
-#: Seconds without a new call after which the stage is taken to wait for results.
-_QUIET = 0.002
+#: Seconds without a new call after which the stage is taken to wait for results (more than
+#: the interpreter's 5 ms thread switch interval, so that a burst of calls is not cut).
+_QUIET = 0.012
+#: Seconds over which the most calls outstanding is remembered as the stage's limit.
+_PEAK_WINDOW = 1.0
 #: Recent per-task overheads kept; the least of them is the estimate.
 _OVERHEAD_WINDOW = 20
 #: Seconds between two looks at the cluster's number of worker threads.
@@ -149,7 +154,7 @@ class _Call:
     """One ``submit``: the function and its arguments, the local future handed out for it
     and, once it is put in a task, that task."""
 
-    __slots__ = ("args", "fn", "group", "kwargs", "out")
+    __slots__ = ("args", "arrived", "fn", "group", "kwargs", "out")
 
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any, out: cf.Future[Any]
@@ -159,19 +164,22 @@ class _Call:
         self.kwargs = kwargs
         self.out = out
         self.group: _Group | None = None
+        self.arrived = 0.0  # time.monotonic() of the submit
 
 
 class _Group:
     """Calls sent as one Dask task: its key, its calls, its Dask future while submitted,
     and how many of its calls are still wanted (not cancelled)."""
 
-    __slots__ = ("calls", "dfut", "key", "live", "solo")
+    __slots__ = ("calls", "dfut", "key", "live", "queued", "solo")
 
     def __init__(self, key: str, calls: list[_Call], solo: bool) -> None:
         self.key = key
         self.calls = calls
         self.live = len(calls)
         self.solo = solo  # a call run alone again after its whole task failed
+        # sent while every worker thread had a task: its round trip includes waiting for one
+        self.queued = False
         self.dfut: DaskFuture[Any] | None = None
 
 
@@ -237,7 +245,10 @@ class DaskExecutor(cf.Executor):
     ``batch_size``: None (default) sizes tasks from measurement; an int is a fixed number of
     calls per task (``1``: one task per call, no waiting). ``task_seconds``: the work a task
     aims at (default 0.05). ``max_wait``: the most a call waits for its task to fill
-    (default 0.05 s). ``scatter``: keyword arguments sent to every worker once, now, and
+    (default 0.25 s). ``fill_idle`` (default True): send a task before it is full when the
+    stage pauses and the cluster holds fewer than two tasks per worker thread - lower
+    latency and busy workers with a small ``concurrency``; False: only full tasks and
+    ``max_wait`` send. ``scatter``: keyword arguments sent to every worker once, now, and
     passed to every call (``fn(item, **scatter)``); values that are already Dask futures are
     passed as they are (and not released by this executor). ``name`` labels :meth:`info`
     and log lines.
@@ -260,7 +271,8 @@ class DaskExecutor(cf.Executor):
         name: str = "dask",
         batch_size: int | None = None,
         task_seconds: float = 0.05,
-        max_wait: float = 0.05,
+        max_wait: float = 0.25,
+        fill_idle: bool = True,
     ) -> None:
         if not isinstance(client, Client):
             raise TypeError(
@@ -271,6 +283,12 @@ class DaskExecutor(cf.Executor):
         self._fixed_size = batch_size
         self._task_target = check_seconds("DaskExecutor", "task_seconds", task_seconds)
         self._max_wait = check_seconds("DaskExecutor", "max_wait", max_wait)
+        if not isinstance(fill_idle, bool):
+            raise ArgumentTypeError(
+                f"DaskExecutor(fill_idle={fill_idle!r}): expected a bool, "
+                f"got {type(fill_idle).__name__}"
+            )
+        self._fill_idle = fill_idle
         self.name = name
         self._client = client
         self._c: Any = client  # distributed's partial annotations: treat it as untyped here
@@ -280,9 +298,11 @@ class DaskExecutor(cf.Executor):
         self._outstanding: set[_Call] = set()
         # calls waiting for their task: all of one function, the oldest first
         self._pending: list[_Call] = []
-        self._pending_since = 0.0  # when the oldest pending call arrived (monotonic)
         self._last_submit = 0.0
         self._ticking = False  # a timer on the client's loop watches the pending calls
+        # the most calls outstanding in this and the previous _PEAK_WINDOW: the stage's limit
+        self._peak = self._peak_before = 0
+        self._peak_since = 0.0
         self._uid = uuid.uuid4().hex[:12]
         self._seq = 0
         self._submitted = 0
@@ -391,11 +411,14 @@ class DaskExecutor(cf.Executor):
             n = len(self._outstanding)
             if n > self._max_in_flight:
                 self._max_in_flight = n
+            if now - self._peak_since >= _PEAK_WINDOW:  # the stage's recent most, 1-2 s
+                self._peak_before, self._peak, self._peak_since = self._peak, 0, now
+            if n > self._peak:
+                self._peak = n
             groups = []
             if self._pending and self._pending[0].fn is not fn:
                 groups.append(self._take(len(self._pending)))  # one function per task
-            if not self._pending:
-                self._pending_since = now
+            call.arrived = now
             self._pending.append(call)
             self._last_submit = now
             groups += self._due(now)
@@ -417,8 +440,8 @@ class DaskExecutor(cf.Executor):
         if self._item_s is None:
             return None
         target = self._task_target
-        if self._overheads:  # keep the overhead below ~10% of a task
-            target = min(max(target, 10 * min(self._overheads)), 20 * self._task_target)
+        if self._overheads:  # keep the round trip's overhead below ~20% of a task's time
+            target = min(max(target, 5 * min(self._overheads)), 4 * self._task_target)
         return max(1, min(_MAX_BATCH, math.ceil(target / max(self._item_s, 1e-9))))
 
     def _take(self, k: int, *, solo: bool = False) -> _Group:
@@ -428,12 +451,11 @@ class DaskExecutor(cf.Executor):
         # a cheap unique key, named after the function like Dask's own (which costs two
         # uuid4() calls per task), so the dashboard groups the tasks the same way
         group = _Group(f"{funcname(calls[0].fn)}-{self._uid}-{self._seq}", calls, solo)
+        group.queued = self._tasks_out >= self._threads
         for call in calls:
             call.group = group
         self._tasks_out += 1
         self._tasks += 1
-        if self._pending:
-            self._pending_since = time.monotonic()
         return group
 
     def _split(self, parts: int) -> list[_Group]:
@@ -448,10 +470,11 @@ class DaskExecutor(cf.Executor):
 
         Full groups go at once. Before anything was measured, one call per task goes while
         fewer tasks than worker threads are out (they measure the function), the others
-        wait for that measurement. A call that waited ``max_wait`` goes at once. When the
-        stage has paused handing over calls (none for ``_QUIET`` s) and the cluster holds
-        fewer than two tasks per worker thread, what is pending goes now, split so that
-        every such idle slot gets a task.
+        wait for that measurement. A call that waited ``max_wait`` goes at once. When a
+        worker thread has no task (``fill_idle``) and no more calls are coming - the stage
+        holds as many calls as it ever did lately (its ``concurrency``), or none came for
+        ``_QUIET`` s - what is pending goes now. Either way it goes as one task, or split
+        over the worker threads that have none.
         """
         p = self._pending
         if not p:
@@ -461,7 +484,7 @@ class DaskExecutor(cf.Executor):
         if size is None:
             while p and self._tasks_out < self._threads:
                 groups.append(self._take(1))
-            if p and now - self._pending_since >= self._max_wait:
+            if p and now - p[0].arrived >= self._max_wait:
                 while p:  # an unknown function: one call per task is the safe guess
                     groups.append(self._take(1))
             return groups
@@ -469,19 +492,24 @@ class DaskExecutor(cf.Executor):
             groups.append(self._take(size))
         if not p:
             return groups
-        free = 2 * self._threads - self._tasks_out
-        if free > 0 and now - self._last_submit >= _QUIET:
-            return groups + self._split(min(free, len(p)))
-        if now - self._pending_since >= self._max_wait:
-            return groups + self._split(max(1, min(free, len(p))))
+        starving = self._fill_idle and self._tasks_out < self._threads
+        if (starving and (self._at_limit() or now - self._last_submit >= _QUIET)) or (
+            now - p[0].arrived >= self._max_wait
+        ):
+            # one task of all that is pending, or one per idle worker thread if some are idle
+            return groups + self._split(min(max(1, self._threads - self._tasks_out), len(p)))
         return groups
+
+    def _at_limit(self) -> bool:
+        """The stage holds as many calls as its most lately: it waits for results now."""
+        return len(self._outstanding) >= max(self._peak, self._peak_before)
 
     def _next_tick(self, now: float) -> float | None:
         """Seconds until the pending calls need another look (None: nothing pending)."""
         if not self._pending:
             return None
-        due = self._pending_since + self._max_wait
-        if self._size() is not None and self._tasks_out < 2 * self._threads:
+        due = self._pending[0].arrived + self._max_wait
+        if self._fill_idle and self._size() is not None and self._tasks_out < self._threads:
             due = min(due, self._last_submit + _QUIET)
         return max(due - now, 0.0005)
 
@@ -525,9 +553,12 @@ class DaskExecutor(cf.Executor):
             group.dfut = self._c.submit(
                 run_calls, group.calls[0].fn, calls, self._scattered, key=group.key, pure=False
             )
-        except BaseException as exc:  # e.g. the client is closed
+        except BaseException as exc:  # an item that does not pickle, a closed client...
             self._group_done(group, None, 0.0)
-            self._fail_all(group, exc)
+            if len(group.calls) > 1 and isinstance(exc, Exception) and not self._closing():
+                self._run_alone(group)  # so that only the culprit fails
+            else:
+                self._fail_all(group, exc)
             return
         t0 = time.perf_counter()
         outcomes: list[Outcome] | None = None
@@ -568,7 +599,8 @@ class DaskExecutor(cf.Executor):
                 self._item_s = (
                     per_item if self._item_s is None else 0.7 * self._item_s + 0.3 * per_item
                 )
-                self._overheads.append(max(wall - run, 0.0))
+                if not group.queued:  # a round trip without waiting for a worker thread
+                    self._overheads.append(max(wall - run, 0.0))
             groups = self._due(now)
             start_timer = bool(self._pending) and not self._ticking
             if start_timer:
@@ -594,6 +626,9 @@ class DaskExecutor(cf.Executor):
         for call in group.calls:
             if self._settle(call, "failed"):
                 _deliver(call.out.set_exception, exc)
+
+    def _closing(self) -> bool:
+        return bool(self._c.status in ("closing", "closed"))
 
     def _run_alone(self, group: _Group) -> None:
         with self._lock:
