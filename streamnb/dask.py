@@ -109,7 +109,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import distributed
 import structlog
@@ -331,6 +331,8 @@ class DaskExecutor(cf.Executor):
         except BaseException:
             self._release_scattered()
             raise
+        self._threads_at = time.monotonic()
+        cast(Any, client).loop.add_callback(self._refresh_threads)  # tasks that keep it busy
         self.dashboard_link = _dashboard_link(client)
         _live.add(self)
         _log.info(
@@ -590,6 +592,7 @@ class DaskExecutor(cf.Executor):
         now = time.monotonic()
         with self._lock:
             self._tasks_out -= 1
+            self._wake_if_idle()
             if outcomes is not None:
                 run = sum(o[2] for o in outcomes)
                 self._tasks_done += 1
@@ -659,12 +662,17 @@ class DaskExecutor(cf.Executor):
                 self._pending.remove(call)
             else:
                 call.group.live -= 1
-            if not self._outstanding:
-                self._idle.notify_all()
-                waiters, self._idle_waiters = self._idle_waiters, []
-                for loop, idle in waiters:
-                    loop.call_soon_threadsafe(_wake, idle)
+            self._wake_if_idle()
         return True
+
+    def _wake_if_idle(self) -> None:
+        """(Under the lock.) No call outstanding and no Dask future held: wake the waiters
+        of shutdown/aclose."""
+        if not self._outstanding and not self._tasks_out:
+            self._idle.notify_all()
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for loop, idle in waiters:
+                loop.call_soon_threadsafe(_wake, idle)
 
     def _on_local_done(self, call: _Call, f: cf.Future[Any]) -> None:
         if f.cancelled() and self._settle(call, "cancelled"):
@@ -716,7 +724,7 @@ class DaskExecutor(cf.Executor):
             self._flush()  # no call will join the pending ones: send them now
         if wait:
             with self._idle:
-                self._idle.wait_for(lambda: not self._outstanding)
+                self._idle.wait_for(lambda: not self._outstanding and not self._tasks_out)
         self._release_scattered()
         _log.info("streamnb.dask.close", **self.info().as_dict())
 
@@ -730,7 +738,7 @@ class DaskExecutor(cf.Executor):
         loop = asyncio.get_running_loop()
         idle: asyncio.Future[None] = loop.create_future()
         with self._lock:
-            if self._outstanding:
+            if self._outstanding or self._tasks_out:
                 self._idle_waiters.append((loop, idle))
             else:
                 idle.set_result(None)

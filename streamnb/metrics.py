@@ -214,9 +214,7 @@ class CallSnapshot:
 
 
 #: What a run's observables return: one frozen dataclass per kind of stage.
-Snapshot = (
-    MetricsSnapshot | BufferSnapshot | ConcurrencySnapshot | ResilientSnapshot | CallSnapshot
-)
+Snapshot = MetricsSnapshot | BufferSnapshot | ConcurrencySnapshot | ResilientSnapshot | CallSnapshot
 
 
 @runtime_checkable

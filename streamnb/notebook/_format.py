@@ -74,7 +74,6 @@ _BAR_STYLE: dict[str, BarStyle] = {
 }
 
 
-
 def check_transition(old: RunStatus, new: RunStatus) -> RunStatus:
     """Return ``new`` if a run in status ``old`` may move to it, else raise.
 

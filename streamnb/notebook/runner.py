@@ -76,7 +76,6 @@ _RUNS: dict[str, Run] = {}
 _counter = itertools.count(1)
 
 
-
 class _View(Protocol):
     def update(self, frame: RunFrame) -> None: ...
 
