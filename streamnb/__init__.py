@@ -18,7 +18,7 @@ Example::
     asyncio.run(main())
 """
 
-from .buffer import BufferStats, Overflow
+from .buffer import Overflow
 from .errors import (
     ArgumentTypeError,
     BufferOverflowError,
@@ -39,7 +39,16 @@ from .errors import (
     UsageError,
     WindowConfigError,
 )
-from .metrics import Meter, MetricsSnapshot
+from .metrics import (
+    BufferSnapshot,
+    CallSnapshot,
+    ConcurrencySnapshot,
+    Meter,
+    MetricsSnapshot,
+    Observable,
+    ResilientSnapshot,
+    Snapshot,
+)
 from .recovery import (
     CircuitBreaker,
     CircuitState,
@@ -56,13 +65,15 @@ __version__ = "0.1.0"
 __all__ = [
     "ArgumentTypeError",
     "BufferOverflowError",
-    "BufferStats",
+    "BufferSnapshot",
     "BufferTimeoutError",
+    "CallSnapshot",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
     "ClientClosedError",
     "CollectLimitError",
+    "ConcurrencySnapshot",
     "DaskStageError",
     "DeadLetter",
     "DeadLetterEntry",
@@ -74,10 +85,13 @@ __all__ = [
     "Meter",
     "MetricsSnapshot",
     "NoWindowError",
+    "Observable",
     "Overflow",
     "PipelineStoppedError",
+    "ResilientSnapshot",
     "RetryExhaustedError",
     "RetryPolicy",
+    "Snapshot",
     "Stream",
     "StreamConsumedError",
     "StreamError",

@@ -7,34 +7,57 @@ finished-but-unconsumed results (the workers park beyond that), so memory stays 
 one slow item holds up the head (unordered mode has the same bound on results waiting for
 the consumer). At most N calls are ever in flight; that is how the stage's
 concurrency bounds an executor or a cluster.
+
+A :class:`WorkerPool` is also the stage's observable: ``snapshot()`` returns a frozen
+:class:`~streamnb.metrics.ConcurrencySnapshot` (in flight now and at most, items started,
+completed - first try or after retries - and failed - skipped or raised -, the executor's
+name and - when it has one - its ``dashboard_link``).
+
+Example::
+
+    pool = WorkerPool("fetch", fetch, 8, ordered=True, policy=policy)
+    run.observe("concurrency", pool)
+    async for y in pool.run(source):
+        ...
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from .recovery import SKIP, _ItemPolicy
+from ._iter import aclose
+from ._wake import wake, wake_first
+from .metrics import ConcurrencySnapshot
+from .recovery import SKIP, ItemPolicy
+
+__all__ = ["WorkerPool"]
 
 _FAILED = object()
 
 
-class _Pool:
+class WorkerPool:
+    """N workers applying ``fn`` to the items of one upstream iterator (module docstring)."""
+
     def __init__(
         self,
-        src: AsyncIterator[Any],
+        name: str,
         fn: Callable[[Any], Awaitable[Any]],
         n: int,
         ordered: bool,
-        policy: _ItemPolicy,
+        policy: ItemPolicy,
+        executor: Any = None,
     ) -> None:
-        self.src = src
+        self.name = name
         self.fn = fn
         self.n = n
         self.ordered = ordered
         self.policy = policy
+        self.executor = executor
+        self.src: AsyncIterator[Any] | None = None
         # Only one worker may pull from the upstream generator at a time. Not asyncio.Lock:
         # its fairness (a newcomer queues behind a woken waiter) turns a single moment of
         # contention - the upstream pausing once - into a convoy that costs an event-loop
@@ -51,21 +74,44 @@ class _Pool:
         self.active = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.completed = 0
+        self.failed = 0
         self.getter: asyncio.Future[None] | None = None
         self.room: asyncio.Future[None] | None = None
         self.limit = 2 * n
 
-    def wake(self) -> None:
-        g = self.getter
-        if g is not None:
-            self.getter = None
-            if not g.done():
-                g.set_result(None)
+    # -- observable -------------------------------------------------------------------------
+    def snapshot(self) -> ConcurrencySnapshot:
+        """A frozen copy of the stage's figures (``started`` = items handed to ``fn``)."""
+        ex = self.executor
+        executor = None
+        link = None
+        if ex is not None:
+            executor = getattr(ex, "name", None) or type(ex).__name__
+            link = getattr(ex, "dashboard_link", None)
+        return ConcurrencySnapshot(
+            name=self.name,
+            concurrency=self.n,
+            in_flight=self.in_flight,
+            max_in_flight=self.max_in_flight,
+            started=self.next_in,
+            completed=self.completed,
+            failed=self.failed,
+            executor=str(executor) if executor is not None else None,
+            dashboard_link=str(link) if link is not None else None,
+            taken_at=time.monotonic(),
+        )
 
-    def pending(self) -> int:
-        return len(self.results) if self.ordered else len(self.fifo)
+    # -- workers ----------------------------------------------------------------------------
+    def _wake_getter(self) -> None:
+        g, self.getter = self.getter, None
+        wake(g)
 
-    async def worker(self) -> None:
+    def _free_room(self) -> None:
+        r, self.room = self.room, None
+        wake(r)
+
+    async def _worker(self, src: AsyncIterator[Any]) -> None:
         try:
             while self.error is None:
                 while self.next_in - self.next_out >= self.limit:
@@ -77,11 +123,11 @@ class _Pool:
                     self.pull_waiters.append(fut)
                     await fut
                 if self.exhausted or self.error is not None:
-                    self._wake_puller()  # pass the news on: each waiter returns in turn
+                    wake_first(self.pull_waiters)  # pass the news on: each waiter in turn
                     return
                 self.pulling = True
                 try:
-                    x = await self.src.__anext__()
+                    x = await src.__anext__()
                 except StopAsyncIteration:
                     self.exhausted = True
                     return
@@ -90,7 +136,7 @@ class _Pool:
                     return
                 finally:
                     self.pulling = False
-                    self._wake_puller()
+                    wake_first(self.pull_waiters)
                 idx = self.next_in
                 self.next_in += 1
                 self.in_flight += 1
@@ -107,92 +153,69 @@ class _Pool:
                         y = _FAILED
                 finally:
                     self.in_flight -= 1
+                if y is SKIP or y is _FAILED:
+                    self.failed += 1  # skipped to the dead letter, or failed for good
+                else:
+                    self.completed += 1  # at the first attempt or after retries
                 if self.ordered:
                     self.results[idx] = y
                     if idx == self.next_out:
-                        self.wake()
+                        self._wake_getter()
                 elif y is SKIP:
                     self.next_out += 1  # unordered: next_out counts results settled
-                    self.free_room()
+                    self._free_room()
                 elif y is not _FAILED:
                     self.fifo.append(y)
-                    self.wake()
+                    self._wake_getter()
                 if y is _FAILED:
-                    self.wake()
+                    self._wake_getter()
         finally:
             self.active -= 1
-            self.wake()
+            self._wake_getter()
 
-    def _wake_puller(self) -> None:
-        waiters = self.pull_waiters
-        while waiters:
-            w = waiters.popleft()
-            if not w.done():
-                w.set_result(None)
-                return
-
-    def free_room(self) -> None:
-        r = self.room
-        if r is not None:
-            self.room = None
-            if not r.done():
-                r.set_result(None)
-
-
-async def concurrent_map(
-    src: AsyncIterator[Any],
-    fn: Callable[[Any], Awaitable[Any]],
-    n: int,
-    ordered: bool,
-    policy: _ItemPolicy,
-    stats: dict[str, Any] | None = None,
-) -> AsyncGenerator[Any, None]:
-    pool = _Pool(src, fn, n, ordered, policy)
-    if stats is not None:
-        stats["pool"] = pool
-    loop = asyncio.get_running_loop()
-    pool.active = n
-    tasks = [loop.create_task(pool.worker()) for _ in range(n)]
-    results = pool.results
-    fifo = pool.fifo
-    try:
-        while True:
-            if ordered:
-                key = pool.next_out
-                if key in results:
-                    y = results.pop(key)
-                    pool.next_out = key + 1
-                    if pool.room is not None:
-                        pool.free_room()
-                    if y is _FAILED:
-                        _raise(pool)
-                    if y is not SKIP:
-                        yield y
+    async def run(self, src: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+        """Start the workers on ``src``; yield results (in input order when ``ordered``)."""
+        loop = asyncio.get_running_loop()
+        ordered = self.ordered
+        self.active = self.n
+        tasks = [loop.create_task(self._worker(src)) for _ in range(self.n)]
+        results = self.results
+        fifo = self.fifo
+        try:
+            while True:
+                if ordered:
+                    key = self.next_out
+                    if key in results:
+                        y = results.pop(key)
+                        self.next_out = key + 1
+                        if self.room is not None:
+                            self._free_room()
+                        if y is _FAILED:
+                            self._raise()
+                        if y is not SKIP:
+                            yield y
+                        continue
+                elif fifo:
+                    self.next_out += 1
+                    if self.room is not None:
+                        self._free_room()
+                    yield fifo.popleft()
                     continue
-            elif fifo:
-                pool.next_out += 1
-                if pool.room is not None:
-                    pool.free_room()
-                yield fifo.popleft()
-                continue
-            if pool.error is not None and (not ordered or pool.error[0] <= pool.next_out):
-                _raise(pool)
-            if pool.active == 0:
-                if pool.error is not None:
-                    _raise(pool)
-                return
-            fut = loop.create_future()
-            pool.getter = fut
-            await fut
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.wait(tasks)
-        aclose = getattr(src, "aclose", None)
-        if aclose is not None:
-            await aclose()
+                if self.error is not None and (not ordered or self.error[0] <= self.next_out):
+                    self._raise()
+                if self.active == 0:
+                    if self.error is not None:
+                        self._raise()
+                    return
+                fut = loop.create_future()
+                self.getter = fut
+                await fut
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.wait(tasks)
+            await aclose(src)
 
-
-def _raise(pool: _Pool) -> None:
-    assert pool.error is not None
-    raise pool.error[1]
+    def _raise(self) -> None:
+        assert self.error is not None
+        raise self.error[1]

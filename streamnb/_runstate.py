@@ -68,6 +68,16 @@ class RunState:
             )
         return name
 
+    def free_name(self, kind: ObservableKind, base: str) -> str:
+        """``base``, or ``base#2``, ``base#3``... : the first name no ``kind`` has yet (for
+        stages named by default, such as two ``map(fn, concurrency=N)`` of one ``fn``)."""
+        taken = {o.name for k, o in self._observed if k == kind}
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}#{n}"
+        return name
+
     def count(self, kind: ObservableKind) -> int:
         """How many observables of ``kind`` are registered (for default names)."""
         return sum(1 for k, _ in self._observed if k == kind)

@@ -13,7 +13,7 @@ Example::
     async with s.open() as it:
         async for item in it:
             ...
-        print(it.buffers["ingest"].dropped)
+        print(it.buffers["ingest"].dropped)   # a frozen BufferSnapshot
 """
 
 from __future__ import annotations
@@ -25,65 +25,40 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import suppress
 from typing import Any, Generic, Literal, TypeVar
 
+from ._iter import aclose
+from ._validate import check_choice, check_int, check_seconds
+from ._wake import wake, wake_first
 from .errors import BufferOverflowError, BufferTimeoutError
+from .metrics import BufferSnapshot
 
-__all__ = ["BufferStats", "Overflow"]
+__all__ = ["OVERFLOWS", "Channel", "Overflow", "check_overflow"]
 
 T = TypeVar("T")
 
 Overflow = Literal["block", "drop_oldest", "drop_newest", "error"]
-_OVERFLOWS: tuple[str, ...] = ("block", "drop_oldest", "drop_newest", "error")
+#: The overflow policies of a buffer, for validation.
+OVERFLOWS: tuple[str, ...] = ("block", "drop_oldest", "drop_newest", "error")
 
 
-class BufferStats:
-    """Live statistics of one buffer: always readable, also while the stream runs.
+def check_overflow(method: str, overflow: Any) -> str:
+    """``overflow`` if it is one of :data:`OVERFLOWS`, else ``InvalidArgumentError``."""
+    return check_choice(method, "overflow", overflow, OVERFLOWS)
 
-    ``depth`` is read from the queue itself; ``blocked_seconds`` is the time the producer spent
-    waiting for room (``block`` policy) - a direct measure of backpressure.
+
+class Channel(Generic[T]):
+    """A bounded deque shared by producer tasks and one consumer (see module docstring).
+
+    It is also the buffer's observable: ``snapshot()`` gives a frozen
+    :class:`~streamnb.metrics.BufferSnapshot` (depth now, high-water, drops, time the
+    producers spent blocked). ``method`` names the operator for argument errors.
+
+    Example::
+
+        chan: Channel[int] = Channel("ingest", 100, "drop_oldest")
+        async for item in chan.drain([source]):
+            ...
+        chan.snapshot().dropped
     """
-
-    __slots__ = ("_q", "blocked_seconds", "capacity", "dropped", "high_water", "name", "overflow")
-
-    def __init__(self, name: str, capacity: int, overflow: str, q: deque[Any]) -> None:
-        self.name = name
-        self.capacity = capacity
-        self.overflow = overflow
-        self.high_water = 0
-        self.dropped = 0
-        self.blocked_seconds = 0.0
-        self._q = q
-
-    @property
-    def depth(self) -> int:
-        """Items waiting in the buffer right now."""
-        return len(self._q)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "capacity": self.capacity,
-            "depth": self.depth,
-            "high_water": self.high_water,
-            "dropped": self.dropped,
-            "blocked_seconds": self.blocked_seconds,
-            "overflow": self.overflow,
-        }
-
-    def __repr__(self) -> str:
-        return (
-            f"BufferStats({self.name!r}, depth={self.depth}/{self.capacity}, "
-            f"high_water={self.high_water}, dropped={self.dropped}, "
-            f"blocked_seconds={self.blocked_seconds:.3f})"
-        )
-
-
-def _check_overflow(overflow: str) -> None:
-    if overflow not in _OVERFLOWS:
-        raise ValueError(f"buffer(overflow={overflow!r}): expected one of {', '.join(_OVERFLOWS)}")
-
-
-class _Channel(Generic[T]):
-    """A bounded deque shared by producer tasks and one consumer (see module docstring)."""
 
     def __init__(
         self,
@@ -91,14 +66,20 @@ class _Channel(Generic[T]):
         capacity: int,
         overflow: str = "block",
         put_timeout: float | None = None,
+        *,
+        method: str = "buffer",
     ) -> None:
-        if capacity < 1:
-            raise ValueError(f"buffer size must be >= 1, got {capacity}")
-        _check_overflow(overflow)
-        if put_timeout is not None and put_timeout <= 0:
-            raise ValueError(f"put_timeout must be > 0 seconds, got {put_timeout}")
+        check_int(method, "size", capacity, minimum=1)
+        check_overflow(method, overflow)
+        if put_timeout is not None:
+            check_seconds(method, "put_timeout", put_timeout)
+        self.name = name
+        self.capacity = capacity
+        self.overflow = overflow
+        self.high_water = 0
+        self.dropped = 0
+        self.blocked_seconds = 0.0
         self._q: deque[T] = deque()
-        self.stats = BufferStats(name, capacity, overflow, self._q)
         self._put_timeout = put_timeout
         self._getter: asyncio.Future[None] | None = None
         self._putters: deque[asyncio.Future[None]] = deque()
@@ -107,35 +88,60 @@ class _Channel(Generic[T]):
         self._error: BaseException | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
+    # -- observable -------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """Items waiting in the buffer right now."""
+        return len(self._q)
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def snapshot(self) -> BufferSnapshot:
+        """A frozen copy of the buffer's figures (safe from any task, never blocks)."""
+        return BufferSnapshot(
+            name=self.name,
+            capacity=self.capacity,
+            depth=len(self._q),
+            high_water=self.high_water,
+            dropped=self.dropped,
+            blocked_seconds=self.blocked_seconds,
+            overflow=self.overflow,
+            taken_at=time.monotonic(),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Channel({self.name!r}, depth={len(self._q)}/{self.capacity}, "
+            f"high_water={self.high_water}, dropped={self.dropped})"
+        )
+
     # -- producer side ----------------------------------------------------------------------
     def start(self, sources: Sequence[AsyncIterator[T]]) -> None:
+        """Start one producer task per source."""
         loop = asyncio.get_running_loop()
         self._open_producers = len(sources)
         for src in sources:
             self._tasks.append(loop.create_task(self._pump(src)))
 
     def _wake_getter(self) -> None:
-        g = self._getter
-        if g is not None:
-            self._getter = None
-            if not g.done():
-                g.set_result(None)
+        g, self._getter = self._getter, None
+        wake(g)
 
     async def _make_room(self) -> bool:
         """Called when the queue is full; True when the incoming item may be appended."""
-        stats = self.stats
-        overflow = stats.overflow
+        overflow = self.overflow
         q = self._q
         if overflow == "drop_oldest":
             q.popleft()
-            stats.dropped += 1
+            self.dropped += 1
             return True
         if overflow == "drop_newest":
-            stats.dropped += 1
+            self.dropped += 1
             return False
         if overflow == "error":
             raise BufferOverflowError(
-                f"buffer {stats.name!r} is full ({stats.capacity} items) and its overflow "
+                f"buffer {self.name!r} is full ({self.capacity} items) and its overflow "
                 "policy is 'error': the consumer is slower than the producer. Use "
                 "overflow='block' for backpressure or a drop policy to shed load."
             )
@@ -148,7 +154,7 @@ class _Channel(Generic[T]):
         self._waiting += 1
         first = True
         try:
-            while first or len(q) >= stats.capacity:
+            while first or len(q) >= self.capacity:
                 fut = loop.create_future()
                 if first:
                     self._putters.append(fut)
@@ -163,26 +169,25 @@ class _Channel(Generic[T]):
                             await fut
                     except TimeoutError:
                         raise BufferTimeoutError(
-                            f"buffer {stats.name!r} stayed full for {self._put_timeout} s "
+                            f"buffer {self.name!r} stayed full for {self._put_timeout} s "
                             "(put_timeout): the consumer stopped taking items."
                         ) from None
         finally:
             self._waiting -= 1
-            stats.blocked_seconds += time.monotonic() - t0
+            self.blocked_seconds += time.monotonic() - t0
         return True
 
     async def _pump(self, src: AsyncIterator[T]) -> None:
         q = self._q
-        stats = self.stats
-        cap = stats.capacity
+        cap = self.capacity
         try:
             async for item in src:
                 if (len(q) >= cap or self._waiting) and not await self._make_room():
                     continue
                 q.append(item)
                 n = len(q)
-                if n > stats.high_water:
-                    stats.high_water = n
+                if n > self.high_water:
+                    self.high_water = n
                 if self._getter is not None:
                     self._wake_getter()
         except asyncio.CancelledError:
@@ -196,24 +201,20 @@ class _Channel(Generic[T]):
         finally:
             self._open_producers -= 1
             with suppress(Exception):
-                aclose = getattr(src, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                await aclose(src)
             self._wake_getter()
 
     # -- consumer side ----------------------------------------------------------------------
-    def _take(self) -> T:
+    def take(self) -> T:
+        """The oldest item (the buffer must not be empty); lets one parked producer on."""
         item = self._q.popleft()
-        putters = self._putters
-        while putters:
-            p = putters.popleft()
-            if not p.done():
-                p.set_result(None)
-                break
+        if self._putters:
+            wake_first(self._putters)
         return item
 
     @property
     def finished(self) -> bool:
+        """True once every producer ended (or one failed)."""
         return self._open_producers <= 0 or self._error is not None
 
     async def wait(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
@@ -232,6 +233,7 @@ class _Channel(Generic[T]):
         return True
 
     def raise_if_failed(self) -> None:
+        """Raise the first producer's error, if any (once)."""
         if self._error is not None:
             err, self._error = self._error, None
             raise err
@@ -244,7 +246,7 @@ class _Channel(Generic[T]):
         try:
             while True:
                 if q:
-                    yield self._take()
+                    yield self.take()
                 elif self.finished:
                     if q:
                         continue
@@ -256,6 +258,7 @@ class _Channel(Generic[T]):
             await self.aclose()
 
     async def aclose(self) -> None:
+        """Cancel the producers and wait for them."""
         for t in self._tasks:
             t.cancel()
         if self._tasks:

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from ._log import get_logger
 
 if TYPE_CHECKING:
-    from .buffer import BufferStats
     from .recovery import DeadLetter
 
 __all__ = [
     "MAX_PUBLISH_STEP",
     "PUBLISH_INTERVAL",
+    "BufferObservable",
     "BufferSnapshot",
     "CallSnapshot",
     "ConcurrencySnapshot",
@@ -43,6 +43,7 @@ __all__ = [
     "ResilientSnapshot",
     "Snapshot",
     "StageStatus",
+    "snapshots",
 ]
 
 _log = get_logger("streamnb.metrics")
@@ -217,6 +218,12 @@ class CallSnapshot:
 Snapshot = MetricsSnapshot | BufferSnapshot | ConcurrencySnapshot | ResilientSnapshot | CallSnapshot
 
 
+class BufferObservable(Protocol):
+    """What a monitor placed right after a ``buffer`` reads: the buffer's snapshot."""
+
+    def snapshot(self) -> BufferSnapshot: ...
+
+
 @runtime_checkable
 class Observable(Protocol):
     """The one metrics protocol: anything a run registers answers ``snapshot()`` with a frozen
@@ -259,14 +266,16 @@ class Meter:
     first_t: float | None = None
     last_t: float | None = None
     dead_letter: DeadLetter[Any] | None = None
-    buffer: BufferStats | None = None
+    #: the buffer right before this monitor, if any: its snapshot fills the buffer fields
+    buffer: BufferObservable | None = None
     _samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=256))
     _latencies: deque[float] = field(default_factory=lambda: deque(maxlen=64))
     _next_log: float = 0.0
     _next_log_items: int = 0
 
     # -- writer side (the stage) -------------------------------------------------------------
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Reset the counters: the stage starts (called once per run by the stage)."""
         self.items = self.bytes = self.errors = 0
         self.status = "running"
         self.error = None
@@ -275,7 +284,7 @@ class Meter:
         self._latencies.clear()
         self._next_log_items = self.log_every_items or 0
 
-    def _publish(self, items: int, nbytes: int, item: Any) -> None:
+    def publish(self, items: int, nbytes: int, item: Any) -> None:
         """Take the stage's counts (``item``: the latest one, for a latency sample)."""
         now = self.clock()
         if self.first_t is None:
@@ -301,7 +310,7 @@ class Meter:
                 self._next_log_items = (items // step + 1) * step
             _log.info("streamnb.metrics", **self._log_fields())
 
-    def _finish(self, items: int, nbytes: int, exc: BaseException | None) -> None:
+    def finish(self, items: int, nbytes: int, exc: BaseException | None) -> None:
         """Publish the final counts and the way the stage ended."""
         if items != self.items or self.first_t is None:
             now = self.clock()
@@ -330,7 +339,7 @@ class Meter:
         bytes_rate = self.bytes / elapsed if elapsed > 0 else 0.0
         window_rate = self._window_rate(end)
         lat = list(self._latencies)
-        buf = self.buffer
+        buf = self.buffer.snapshot() if self.buffer is not None else None
         dl_errors = self.dead_letter.count if self.dead_letter is not None else 0
         return MetricsSnapshot(
             name=self.name,

@@ -28,8 +28,11 @@ from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
+from ._iter import aclose, aiter_any
 from ._log import get_logger
+from ._validate import check_choice, check_int, check_number
 from .errors import CircuitOpenError, RetryExhaustedError
+from .metrics import ResilientSnapshot
 
 __all__ = [
     "CircuitBreaker",
@@ -37,8 +40,13 @@ __all__ = [
     "DeadLetter",
     "DeadLetterEntry",
     "ErrorPolicy",
+    "ItemPolicy",
+    "ResilientStats",
     "RetryPolicy",
+    "annotate",
     "default_retryable",
+    "describe",
+    "resilient",
 ]
 
 T = TypeVar("T")
@@ -88,8 +96,7 @@ class DeadLetter(Generic[T]):
     """
 
     def __init__(self, maxlen: int = 1000) -> None:
-        if maxlen < 1:
-            raise ValueError(f"DeadLetter(maxlen={maxlen}): must be >= 1")
+        check_int("DeadLetter", "maxlen", maxlen, minimum=1)
         self.maxlen = maxlen
         self.count = 0
         self._entries: deque[DeadLetterEntry[T]] = deque(maxlen=maxlen)
@@ -132,10 +139,10 @@ class RetryPolicy:
     retry_on: Callable[[BaseException], bool] = field(default=default_retryable)
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"RetryPolicy(max_attempts={self.max_attempts}): must be >= 1")
-        if self.initial < 0 or self.max_delay < 0 or self.multiplier < 1:
-            raise ValueError("RetryPolicy: delays must be >= 0 and multiplier >= 1")
+        check_int("RetryPolicy", "max_attempts", self.max_attempts, minimum=1)
+        check_number("RetryPolicy", "initial", self.initial, minimum=0.0)
+        check_number("RetryPolicy", "multiplier", self.multiplier, minimum=1.0)
+        check_number("RetryPolicy", "max_delay", self.max_delay, minimum=0.0)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
@@ -165,10 +172,8 @@ class CircuitBreaker:
         counts: Callable[[BaseException], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if failure_threshold < 1:
-            raise ValueError(f"CircuitBreaker(failure_threshold={failure_threshold}): must be >= 1")
-        if reset_timeout < 0:
-            raise ValueError(f"CircuitBreaker(reset_timeout={reset_timeout}): must be >= 0 seconds")
+        check_int("CircuitBreaker", "failure_threshold", failure_threshold, minimum=1)
+        check_number("CircuitBreaker", "reset_timeout", reset_timeout, minimum=0.0)
         self.name = name
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
@@ -262,6 +267,7 @@ SKIP: Any = _Skip()
 
 
 def describe(fn: Any) -> str:
+    """A short name of a user function for labels and notes (its qualified name)."""
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
 
 
@@ -274,8 +280,19 @@ def annotate(exc: BaseException, stage: str, index: int | None, item: Any) -> No
     exc.add_note(f"streamnb: {stage} failed on {where} ({text})")
 
 
-class _ItemPolicy:
-    """What a stage does when its function raises for one item."""
+class ItemPolicy:
+    """What a stage does when its function raises for one item (``on_error=``).
+
+    ``"raise"`` adds a note naming the stage and item index and re-raises; ``"skip"`` sends
+    the item and its exception to ``dead_letter`` (one is created when none is given) and
+    returns :data:`SKIP`; ``"retry"`` retries per ``retry`` (default 3 attempts), then raises
+    :class:`RetryExhaustedError`. Constructing it validates ``on_error``.
+
+    Example::
+
+        policy = ItemPolicy("map(parse)", "skip", None, None)
+        y = await policy.handle_sync(parse, line, index, exc)   # SKIP, counted in dead_letter
+    """
 
     def __init__(
         self,
@@ -284,10 +301,7 @@ class _ItemPolicy:
         dead_letter: DeadLetter[Any] | None,
         retry: RetryPolicy | None,
     ) -> None:
-        if on_error not in _POLICIES:
-            raise ValueError(
-                f"{stage}: on_error={on_error!r}; expected one of {', '.join(_POLICIES)}"
-            )
+        check_choice(stage, "on_error", on_error, _POLICIES)
         self.stage = stage
         self.on_error = on_error
         self.dead_letter = dead_letter if dead_letter is not None else DeadLetter()
@@ -335,16 +349,46 @@ class _ItemPolicy:
         raise exc
 
 
+class ResilientStats:
+    """The live counters of one run of a resilient source; ``snapshot()`` freezes them.
+
+    ``delivered`` items, ``failures`` (failed attempts), ``reconnects`` (sources opened again
+    after a failure) and the ``last_error`` seen. Registered on the run as kind
+    ``"resilient"`` by :meth:`Stream.resilient <streamnb.Stream.resilient>`.
+    """
+
+    __slots__ = ("delivered", "failures", "last_error", "name", "reconnects")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.delivered = 0
+        self.failures = 0
+        self.reconnects = 0
+        self.last_error: str | None = None
+
+    def snapshot(self) -> ResilientSnapshot:
+        """A frozen copy of the counters."""
+        return ResilientSnapshot(
+            name=self.name,
+            delivered=self.delivered,
+            failures=self.failures,
+            reconnects=self.reconnects,
+            last_error=self.last_error,
+            taken_at=time.monotonic(),
+        )
+
+
 async def resilient(
     factory: Callable[[Any], AsyncIterable[T] | Iterable[T]],
     checkpoint: Callable[[T], Any] | None,
     retry: RetryPolicy,
     breaker: CircuitBreaker | None,
-    stats: dict[str, int],
+    stats: ResilientStats,
 ) -> AsyncGenerator[T, None]:
-    """Iterate ``factory(token)``; re-create it after retryable failures (Stream.resilient)."""
-    from .stream import _aiter_any  # late: stream imports this module
+    """Iterate ``factory(token)``; re-create it after retryable failures (Stream.resilient).
 
+    ``stats`` receives the counts as they happen (see :class:`ResilientStats`).
+    """
     token: Any = None
     delivered = 0
     failures = 0
@@ -355,10 +399,11 @@ async def resilient(
         src: Any = None
         try:
             # opening is part of the attempt: a refused connection is retried like a drop
-            src = _aiter_any(factory(token))
+            src = aiter_any(factory(token))
             async for item in src:
                 token = checkpoint(item) if checkpoint is not None else delivered + 1
                 delivered += 1
+                stats.delivered = delivered
                 if not progressed:
                     progressed = True
                     failures = 0
@@ -371,11 +416,12 @@ async def resilient(
         except Exception as exc:
             if breaker is not None:
                 breaker.record_failure(exc)
+            stats.failures += 1
+            stats.last_error = f"{type(exc).__name__}: {exc}"
             if not retry.retry_on(exc):
                 raise
             failures += 1
             progressed = False
-            stats["failures"] = stats.get("failures", 0) + 1
             if failures >= retry.max_attempts:
                 raise RetryExhaustedError(
                     f"source failed {failures} times in a row without delivering an item "
@@ -390,8 +436,7 @@ async def resilient(
                 error=f"{type(exc).__name__}: {exc}",
             )
             await asyncio.sleep(delay)
-            stats["reconnects"] = stats.get("reconnects", 0) + 1
+            stats.reconnects += 1
         finally:
-            aclose = getattr(src, "aclose", None) if src is not None else None
-            if aclose is not None:
-                await aclose()
+            if src is not None:
+                await aclose(src)

@@ -28,9 +28,7 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -38,27 +36,46 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
 )
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, cast, overload
 
-from ._concurrent import concurrent_map
-from ._fuse import Fragment, fuse
+from ._fuse import fuse
+from ._iter import aclose, aiter_any, from_sync
 from ._runstate import ObservableKind, RunState
-from .buffer import BufferStats, Overflow, _Channel, _check_overflow
-from .errors import CollectLimitError, EmptyStreamError, StreamConsumedError
-from .metrics import Meter, MetricsSnapshot, Snapshot
+from ._validate import check_int
+from .buffer import Overflow
+from .errors import ArgumentTypeError, CollectLimitError, EmptyStreamError, StreamConsumedError
+from .metrics import BufferSnapshot, ConcurrencySnapshot, Meter, MetricsSnapshot, Snapshot
+from .operators import (
+    Batch,
+    Buffer,
+    Enumerate,
+    Filter,
+    FlatMap,
+    Fragment,
+    Link,
+    Map,
+    Merge,
+    Monitor,
+    Operator,
+    Sample,
+    Scan,
+    Skip,
+    Take,
+    TakeWhile,
+    Tap,
+    Throttle,
+    Zip,
+)
+from .operators import Window as WindowOperator
 from .recovery import (
     CircuitBreaker,
     DeadLetter,
     ErrorPolicy,
+    ResilientStats,
     RetryPolicy,
-    _ItemPolicy,
-    annotate,
-    describe,
     resilient,
 )
 
@@ -68,7 +85,7 @@ if TYPE_CHECKING:
     from .notebook.runner import Run, RunSummary
     from .window import Window
 
-__all__ = ["Iteration", "Stream"]
+__all__ = ["Iteration", "RunOptions", "Stream"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -83,26 +100,14 @@ DEFAULT_COLLECT_LIMIT = 10_000
 # --------------------------------------------------------------------------------------------
 # sources
 # --------------------------------------------------------------------------------------------
-def _is_async_fn(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
-    )
-
-
-async def _from_sync(it: Iterator[T]) -> AsyncGenerator[T, None]:
-    try:
-        for x in it:
-            yield x
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
+#: kept for streamnb.grpc.client, which imports this name; use streamnb._iter.from_sync
+_from_sync = from_sync
 
 
 async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]:
     obj = factory()
     try:
-        it = _aiter_any(obj)
+        it = aiter_any(obj)
     except TypeError:
         raise TypeError(
             f"Stream(factory): the factory returned {type(obj).__name__}, "
@@ -112,20 +117,7 @@ async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]
         async for x in it:
             yield x
     finally:
-        await _aclose(it)
-
-
-def _aiter_any(obj: Any) -> AsyncIterator[Any]:
-    """An async iterator over any sync or async iterable (a Stream included)."""
-    if hasattr(obj, "__aiter__"):
-        return cast(AsyncIterator[Any], obj.__aiter__())
-    try:
-        it = iter(obj)  # not hasattr(__iter__): sequences with only __getitem__ count too
-    except TypeError:
-        raise TypeError(
-            f"expected an iterable or async iterable, got {type(obj).__name__}"
-        ) from None
-    return _from_sync(it)
+        await aclose(it)
 
 
 class _RunFactory:
@@ -185,25 +177,6 @@ class _Source:
 # --------------------------------------------------------------------------------------------
 # per-run state
 # --------------------------------------------------------------------------------------------
-class _Run(RunState):
-    """The core's per-run tables on top of the shared :class:`RunState` registry."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.meters: dict[str, Meter] = {}
-        self.buffers: dict[str, BufferStats] = {}
-        self.stages: dict[str, dict[str, Any]] = {}
-
-
-@dataclass
-class _Link:
-    """What the previous stage of a run offers to a monitor placed right after it."""
-
-    buffer: BufferStats | None = None
-    dead_letter: DeadLetter[Any] | None = None
-    prev: _Link | None = None
-
-
 class Iteration(Generic[T]):
     """One run of a Stream: an async context manager that builds the run and closes it.
 
@@ -212,13 +185,15 @@ class Iteration(Generic[T]):
 
     Besides guaranteed cleanup it gives access to the run's live state: ``meters`` and
     ``metrics()`` (one entry per ``monitor``), ``buffers`` (per ``buffer``), ``dead_letters``
-    (per stage with an error policy), ``windows`` (per ``window``) and ``stages`` (extra live
-    figures such as in-flight calls of a concurrent map).
+    (per stage with an error policy), ``windows`` (per ``window``) and ``stages`` (per concurrent
+    ``map``: calls in flight). ``buffers``, ``stages`` and ``metrics()`` are frozen snapshots
+    taken when read; ``snapshots()`` gives every observable of the run, resilient sources and
+    gRPC calls included.
     """
 
     def __init__(self, stream: Stream[T]) -> None:
         self._stream = stream
-        self._state = _Run()
+        self._state = RunState()
         self._it: AsyncIterator[T] | None = None
 
     async def __aenter__(self) -> Iteration[T]:
@@ -241,22 +216,24 @@ class Iteration(Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         it, self._it = self._it, None
-        await _aclose(it)
+        await aclose(it)
         # a generator that never started does not run its cleanup when closed: close the
         # sources themselves too (closing a finished generator is a no-op)
         for root in self._state.roots:
-            await _aclose(root)
+            await aclose(root)
             close = getattr(root, "close", None)
             if close is not None and not inspect.iscoroutinefunction(close):
                 close()
 
     @property
     def meters(self) -> dict[str, Meter]:
-        return self._state.meters
+        """The live meter of every ``monitor`` (read them with ``metrics()``)."""
+        return cast(dict[str, Meter], self._state.observed("monitor"))
 
     @property
-    def buffers(self) -> dict[str, BufferStats]:
-        return self._state.buffers
+    def buffers(self) -> dict[str, BufferSnapshot]:
+        """A snapshot of every ``buffer`` now (name -> frozen BufferSnapshot)."""
+        return cast(dict[str, BufferSnapshot], self._state.snapshots("buffer"))
 
     @property
     def dead_letters(self) -> dict[str, DeadLetter[Any]]:
@@ -267,8 +244,9 @@ class Iteration(Generic[T]):
         return self._state.windows
 
     @property
-    def stages(self) -> dict[str, dict[str, Any]]:
-        return self._state.stages
+    def stages(self) -> dict[str, ConcurrencySnapshot]:
+        """A snapshot of every concurrent ``map`` stage now (name -> ConcurrencySnapshot)."""
+        return cast(dict[str, ConcurrencySnapshot], self._state.snapshots("concurrency"))
 
     @property
     def state(self) -> RunState:
@@ -281,427 +259,7 @@ class Iteration(Generic[T]):
 
     def metrics(self) -> dict[str, MetricsSnapshot]:
         """A snapshot per monitored stage (name -> frozen MetricsSnapshot)."""
-        return {name: m.snapshot() for name, m in self._state.meters.items()}
-
-
-# --------------------------------------------------------------------------------------------
-# operators
-# --------------------------------------------------------------------------------------------
-class _Op:
-    """An operator in a Stream definition; ``fragment`` for fusable ones, else ``build``."""
-
-    fusable = False
-    label = "op"
-
-    def fragment(self, j: int, run: _Run, link: _Link) -> Fragment:  # pragma: no cover
-        raise TypeError(f"{self.label} is not fusable")
-
-    def build(self, src: AsyncIterator[Any], run: _Run, link: _Link) -> AsyncIterator[Any]:
-        raise TypeError(f"{self.label} must be fused")  # pragma: no cover
-
-
-class _MapOp(_Op):
-    def __init__(
-        self,
-        fn: Callable[[Any], Any],
-        concurrency: int,
-        ordered: bool,
-        executor: Executor | None,
-        on_error: str,
-        dead_letter: DeadLetter[Any] | None,
-        retry: RetryPolicy | None,
-        breaker: CircuitBreaker | None,
-        name: str | None,
-    ) -> None:
-        self.label = name or f"map({describe(fn)})"
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"{self.label}: concurrency={concurrency!r} must be an int >= 1")
-        self.is_async = _is_async_fn(fn)
-        if self.is_async and executor is not None:
-            raise ValueError(
-                f"{self.label}: executor= runs plain functions; {describe(fn)} is async"
-            )
-        if concurrency > 1 and not self.is_async and executor is None:
-            raise ValueError(
-                f"{self.label}: concurrency={concurrency} needs executor= for a plain "
-                "function (it cannot overlap with others on the event loop): threads, "
-                "processes, a Dask client's executor - or make it async"
-            )
-        self.fn = fn
-        self.concurrency = concurrency
-        self.ordered = ordered
-        self.executor = executor
-        _ItemPolicy(self.label, on_error, None, retry)  # validate now, not at run time
-        self.on_error = on_error
-        self.dead_letter = dead_letter
-        self.retry = retry
-        self.breaker = breaker
-        self.fusable = executor is None and concurrency == 1
-
-    def _policy(self, run: _Run, link: _Link) -> _ItemPolicy:
-        policy = _ItemPolicy(self.label, self.on_error, self.dead_letter, self.retry)
-        if self.on_error != "raise":
-            run.dead_letters[run.unique(run.dead_letters, self.label, "error-policy")] = (
-                policy.dead_letter
-            )
-            link.dead_letter = policy.dead_letter
-        return policy
-
-    def _effective_fn(self) -> Callable[[Any], Any]:
-        fn, breaker = self.fn, self.breaker
-        if breaker is None:
-            return fn
-        if self.is_async:
-
-            async def guarded_async(x: Any) -> Any:
-                return await breaker.call(fn, x)
-
-            return guarded_async
-        return lambda x: breaker.call_sync(fn, x)
-
-    def fragment(self, j: int, run: _Run, link: _Link) -> Fragment:
-        policy = self._policy(run, link)
-        aw = "await " if self.is_async else ""
-        params: dict[str, Any] = {f"f{j}": self._effective_fn()}
-        if self.on_error == "raise":
-            return Fragment(self.label, [f"x = {aw}f{j}(x)"], params)
-        handler = policy.handle_async if self.is_async else policy.handle_sync
-        params[f"h{j}"] = handler
-        body = [
-            f"c{j} += 1",
-            "try:",
-            f"    x = {aw}f{j}(x)",
-            f"except Exception as _e{j}:",
-            f"    x = await h{j}(f{j}, x, c{j} - 1, _e{j})",
-            "    if x is _SKIP:",
-            "        continue",
-        ]
-        return Fragment(
-            self.label, body, params, init=[f"c{j} = 0"], one_to_one=False, counter=True
-        )
-
-    def build(self, src: AsyncIterator[Any], run: _Run, link: _Link) -> AsyncIterator[Any]:
-        policy = self._policy(run, link)
-        stats: dict[str, Any] = {}
-        if self.executor is not None:
-            # the plain function travels to the executor; a breaker stays here, around the
-            # awaited call, so its state is this process's and nothing extra is shipped
-            executor, plain, breaker = self.executor, self.fn, self.breaker
-            loop = asyncio.get_running_loop()
-            stats["executor"] = executor
-
-            def offload(x: Any) -> Awaitable[Any]:
-                return loop.run_in_executor(executor, plain, x)
-
-            afn: Callable[[Any], Awaitable[Any]] = offload
-            if breaker is not None:
-
-                async def guarded(x: Any) -> Any:
-                    return await breaker.call(offload, x)
-
-                afn = guarded
-        else:
-            afn = self._effective_fn()
-        run.stages[self.label] = stats
-        return concurrent_map(src, afn, self.concurrency, self.ordered, policy, stats)
-
-
-class _SimpleOp(_Op):
-    """A fusable operator described by a template of lines (``{j}`` is its suffix)."""
-
-    fusable = True
-
-    def __init__(
-        self,
-        label: str,
-        body: list[str],
-        params: dict[str, Any],
-        init: list[str] | None = None,
-        one_to_one: bool = True,
-        user_code: bool = True,
-    ) -> None:
-        self.label = label
-        self.body = body
-        self.params = params
-        self.init = init or []
-        self.one_to_one = one_to_one
-        self.user_code = user_code
-
-    def fragment(self, j: int, run: _Run, link: _Link) -> Fragment:
-        return Fragment(
-            self.label,
-            [s.replace("{j}", str(j)) for s in self.body],
-            {k.replace("{j}", str(j)): v for k, v in self.params.items()},
-            init=[s.replace("{j}", str(j)) for s in self.init],
-            one_to_one=self.one_to_one,
-            user_code=self.user_code,
-        )
-
-
-class _MonitorOp(_Op):
-    fusable = True
-
-    def __init__(
-        self,
-        name: str,
-        size: Callable[[Any], int] | None,
-        timestamp: Callable[[Any], float] | None,
-        total: int | None,
-        log_every: float | None,
-        log_every_items: int | None,
-    ) -> None:
-        self.label = f"monitor({name!r})"
-        self.name = name
-        self.size = size
-        self.timestamp = timestamp
-        self.total = total
-        self.log_every = log_every
-        self.log_every_items = log_every_items
-
-    def fragment(self, j: int, run: _Run, link: _Link) -> Fragment:
-        m = Meter(
-            run.unique(run.meters, self.name, "monitor"),
-            size=self.size,
-            timestamp=self.timestamp,
-            total=self.total,
-            log_every=self.log_every,
-            log_every_items=self.log_every_items,
-        )
-        if link.prev is not None:
-            m.buffer, m.dead_letter = link.prev.buffer, link.prev.dead_letter
-        m._start()
-        run.meters[self.name] = m
-        params: dict[str, Any] = {f"m{j}": m}
-        if self.size is not None:
-            params[f"s{j}"] = self.size
-        return Fragment(
-            self.label,
-            [],
-            params,
-            meter=m,
-            user_code=False,
-            sized=self.size is not None,
-            stamped=self.timestamp is not None,
-        )
-
-
-class _WindowOp(_Op):
-    fusable = True
-
-    def __init__(self, last: int | None, seconds: float | None, name: str) -> None:
-        from .window import Window
-
-        self.label = f"window({name!r})"
-        self.name = name
-        self.last, self.seconds = last, seconds
-        Window(last=last, seconds=seconds)  # validate the arguments now
-
-    def fragment(self, j: int, run: _Run, link: _Link) -> Fragment:
-        from .window import Window
-
-        w = Window(last=self.last, seconds=self.seconds, name=self.name)
-        run.windows[run.unique(run.windows, self.name, "window")] = w
-        return Fragment(self.label, [f"w{j}(x)"], {f"w{j}": w.append}, user_code=False)
-
-
-class _BatchOp(_Op):
-    def __init__(self, size: int, within: float | None) -> None:
-        if size < 1:
-            raise ValueError(f"batch(size={size}): must be >= 1")
-        if within is not None and within <= 0:
-            raise ValueError(f"batch(within={within}): must be > 0 seconds")
-        self.size, self.within = size, within
-        self.label = f"batch({size})"
-        self.fusable = within is None
-
-    def fragment(self, j: int, run: _Run, link: _Link) -> Fragment:
-        return Fragment(
-            self.label,
-            [
-                f"a{j}(x)",
-                f"if len(c{j}) < N{j}:",
-                "    continue",
-                f"x = c{j}",
-                f"c{j} = []",
-                f"a{j} = c{j}.append",
-            ],
-            {f"N{j}": self.size},
-            init=[f"c{j} = []", f"a{j} = c{j}.append"],
-            tail=[f"if c{j}:", f"    yield c{j}"],
-            one_to_one=False,
-            ends_run=True,
-            user_code=False,
-        )
-
-    def build(self, src: AsyncIterator[Any], run: _Run, link: _Link) -> AsyncIterator[Any]:
-        assert self.within is not None
-        return _timed_batch(src, self.size, self.within)
-
-
-async def _timed_batch(
-    src: AsyncIterator[T], size: int, within: float
-) -> AsyncGenerator[list[T], None]:
-    chan: _Channel[T] = _Channel("batch", max(size, 16))
-    chan.start([src])
-    q = chan._q
-    clock = time.monotonic
-    chunk: list[T] = []
-    deadline = 0.0
-    try:
-        while True:
-            if q:
-                chunk.append(chan._take())
-                if len(chunk) == 1:
-                    deadline = clock() + within
-                if len(chunk) >= size or clock() >= deadline:
-                    out, chunk = chunk, []
-                    yield out
-            elif chan.finished:
-                if q:
-                    continue
-                if chunk:
-                    out, chunk = chunk, []
-                    yield out
-                chan.raise_if_failed()
-                return
-            elif chunk:
-                left = deadline - clock()
-                if left <= 0 or not await chan.wait(left):
-                    out, chunk = chunk, []
-                    yield out
-            else:
-                await chan.wait()
-    finally:
-        await chan.aclose()
-
-
-class _GenOp(_Op):
-    """A non-fusable operator implemented by an async generator function."""
-
-    def __init__(self, label: str, gen: Callable[[AsyncIterator[Any]], AsyncIterator[Any]]):
-        self.label = label
-        self.gen = gen
-
-    def build(self, src: AsyncIterator[Any], run: _Run, link: _Link) -> AsyncIterator[Any]:
-        return self.gen(src)
-
-
-class _BufferOp(_Op):
-    def __init__(
-        self, size: int, overflow: str, put_timeout: float | None, name: str | None
-    ) -> None:
-        _Channel(name or "buffer", size, overflow, put_timeout)  # validate now
-        self.size, self.overflow, self.put_timeout = size, overflow, put_timeout
-        self.name = name
-        self.label = f"buffer({size}, {overflow})"
-
-    def build(self, src: AsyncIterator[Any], run: _Run, link: _Link) -> AsyncIterator[Any]:
-        name = self.name or f"buffer{len(run.buffers) + 1}"
-        chan: _Channel[Any] = _Channel(
-            run.unique(run.buffers, name, "buffer"), self.size, self.overflow, self.put_timeout
-        )
-        run.buffers[name] = chan.stats
-        link.buffer = chan.stats
-        return chan.drain([src])
-
-
-class _CombineOp(_Op):
-    """merge / zip: the other streams are built into the same run."""
-
-    def __init__(self, kind: str, others: tuple[Stream[Any], ...], capacity: int) -> None:
-        self.kind, self.others, self.capacity = kind, others, capacity
-        self.label = f"{kind}({len(others) + 1} streams)"
-
-    def build(self, src: AsyncIterator[Any], run: _Run, link: _Link) -> AsyncIterator[Any]:
-        srcs = [src] + [o._build(run) for o in self.others]
-        if self.kind == "zip":
-            return _zip(srcs)
-        chan: _Channel[Any] = _Channel("merge", self.capacity)
-        return chan.drain(srcs)
-
-
-async def _zip(srcs: list[AsyncIterator[Any]]) -> AsyncGenerator[tuple[Any, ...], None]:
-    try:
-        while True:
-            row = []
-            for s in srcs:
-                try:
-                    row.append(await s.__anext__())
-                except StopAsyncIteration:
-                    return
-            yield tuple(row)
-    finally:
-        for s in srcs:
-            aclose = getattr(s, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-
-async def _take(src: AsyncIterator[T], n: int) -> AsyncGenerator[T, None]:
-    try:
-        if n <= 0:
-            return
-        i = 0
-        async for x in src:
-            i += 1
-            if i >= n:
-                # close the source before handing out the last item: exactly n pulls
-                aclose = getattr(src, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-                yield x
-                return
-            yield x
-    finally:
-        aclose = getattr(src, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-async def _flat_map(
-    src: AsyncIterator[Any], fn: Callable[[Any], Any], is_async: bool, label: str
-) -> AsyncGenerator[Any, None]:
-    index = -1
-    try:
-        async for x in src:
-            index += 1
-            try:
-                inner = await fn(x) if is_async else fn(x)
-                it = _aiter_any(inner)
-            except Exception as exc:
-                annotate(exc, label, index, x)
-                raise
-            try:
-                async for y in it:
-                    yield y
-            finally:
-                aclose = getattr(it, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-    finally:
-        await _aclose(src)
-
-
-async def _throttle(src: AsyncIterator[T], rate: float) -> AsyncGenerator[T, None]:
-    interval = 1.0 / rate
-    clock = time.monotonic
-    next_t = clock()
-    try:
-        async for x in src:
-            now = clock()
-            if now < next_t:
-                await asyncio.sleep(next_t - now)
-                now = next_t
-            next_t = max(next_t, now) + interval
-            yield x
-    finally:
-        await _aclose(src)
-
-
-async def _aclose(it: Any) -> None:
-    aclose = getattr(it, "aclose", None)
-    if aclose is not None:
-        await aclose()
+        return cast(dict[str, MetricsSnapshot], self._state.snapshots("monitor"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -727,13 +285,25 @@ class Stream(Generic[T]):
         if isinstance(source, Stream):
             self._source: _Source | None = None
             self._parent: Stream[Any] | None = source
-            self._op: _Op | None = None
+            self._op: Operator | None = None
             return
         self._source = _Source(source)
         self._parent = None
         self._op = None
 
-    def _then(self, op: _Op) -> Stream[Any]:
+    def then(self, op: Operator) -> Stream[Any]:
+        """This stream followed by ``op``: how every operator method below is written, and
+        how you add your own (see :mod:`streamnb.operators.base` for the protocol).
+
+        Example::
+
+            Stream(items).then(Distinct())      # fused with the operators around it
+        """
+        if not isinstance(op, Operator):
+            raise ArgumentTypeError(
+                f"then(op={op!r}): expected a streamnb.operators.Operator, "
+                f"got {type(op).__name__}"
+            )
         s: Stream[Any] = Stream.__new__(Stream)
         s._source = None
         s._parent = self
@@ -741,8 +311,8 @@ class Stream(Generic[T]):
         return s
 
     # -- building ---------------------------------------------------------------------------
-    def _chain(self) -> tuple[_Source, list[_Op]]:
-        ops: list[_Op] = []
+    def _chain(self) -> tuple[_Source, list[Operator]]:
+        ops: list[Operator] = []
         node: Stream[Any] | None = self
         while node is not None:
             if node._op is not None:
@@ -753,23 +323,23 @@ class Stream(Generic[T]):
             node = node._parent
         raise AssertionError("a Stream without a source")  # pragma: no cover
 
-    def _build(self, run: _Run) -> AsyncIterator[T]:
+    def _build(self, run: RunState) -> AsyncIterator[T]:
         source, ops = self._chain()
         cur, is_sync = source.open(run)
         run.roots.append(cur)
-        link = _Link()
-        frags: list[Fragment] = []
+        link = Link(run)
+        frags: list[tuple[str, Fragment]] = []
         for op in ops:
-            link = _Link(prev=link)
-            if op.fusable:
-                frag = op.fragment(len(frags), run, link)
-                frags.append(frag)
-                if frag.ends_run:
+            link = Link(run, prev=link)
+            frag = op.fragment(link)
+            if frag is not None:
+                frags.append((op.label, frag))
+                if frag.tail:  # what follows must not skip the tail: a new fused run
                     cur, is_sync, frags = fuse(frags, cur, is_sync), False, []
                 continue
             if frags or is_sync:
                 cur, is_sync, frags = fuse(frags, cur, is_sync), False, []
-            cur = op.build(cur, run, link)
+            cur = op.stage(cur, link)
         if frags or is_sync:
             cur = fuse(frags, cur, is_sync)
         return cast(AsyncIterator[T], cur)
@@ -779,7 +349,7 @@ class Stream(Generic[T]):
         return Iteration(self)
 
     def __aiter__(self) -> AsyncIterator[T]:
-        return self._build(_Run())
+        return self._build(RunState())
 
     def __repr__(self) -> str:
         _, ops = self._chain()
@@ -837,114 +407,58 @@ class Stream(Generic[T]):
         :class:`DeadLetter`, which is created per run if you pass none), or ``"retry"``
         (per ``retry``, a :class:`RetryPolicy`; then raise). ``breaker`` guards every call.
         """
-        return self._then(
-            _MapOp(fn, concurrency, ordered, executor, on_error, dead_letter, retry, breaker, name)
+        return self.then(
+            Map(fn, concurrency, ordered, executor, on_error, dead_letter, retry, breaker, name)
         )
 
     def filter(self, predicate: Callable[[T], Any]) -> Stream[T]:
         """Keep the items for which ``predicate`` (plain or async) is true."""
-        aw = "await " if _is_async_fn(predicate) else ""
-        return self._then(
-            _SimpleOp(
-                f"filter({describe(predicate)})",
-                [f"if not {aw}p{{j}}(x):", "    continue"],
-                {"p{j}": predicate},
-                one_to_one=False,
-            )
-        )
+        return self.then(Filter(predicate))
 
     def tap(self, fn: Callable[[T], Any]) -> Stream[T]:
         """Call ``fn`` (plain or async) on every item for its side effect; pass items on."""
-        aw = "await " if _is_async_fn(fn) else ""
-        return self._then(_SimpleOp(f"tap({describe(fn)})", [f"{aw}t{{j}}(x)"], {"t{j}": fn}))
+        return self.then(Tap(fn))
 
     def flat_map(
         self, fn: Callable[[T], Iterable[U] | AsyncIterable[U] | Awaitable[Iterable[U]]]
     ) -> Stream[U]:
         """Replace each item by the items of the iterable (or async iterable) ``fn`` returns."""
-        label = f"flat_map({describe(fn)})"
-        is_async = _is_async_fn(fn)
-        return self._then(_GenOp(label, lambda src: _flat_map(src, fn, is_async, label)))
+        return self.then(FlatMap(fn))
 
     def enumerate(self, start: int = 0) -> Stream[tuple[int, T]]:
         """Pair every item with its index: ``(start, x0), (start + 1, x1), ...``."""
-        return self._then(
-            _SimpleOp(
-                "enumerate",
-                ["x = (e{j}, x)", "e{j} += 1"],
-                {"e0{j}": start},
-                init=["e{j} = e0{j}"],
-                user_code=False,
-            )
-        )
+        return self.then(Enumerate(start))
 
     def scan(self, fn: Callable[[A, T], A], initial: A) -> Stream[A]:
         """Running fold: emits ``fn(acc, x)`` after every item (``initial`` is not emitted)."""
-        return self._then(
-            _SimpleOp(
-                f"scan({describe(fn)})",
-                ["a{j} = f{j}(a{j}, x)", "x = a{j}"],
-                {"f{j}": fn, "a0{j}": initial},
-                init=["a{j} = a0{j}"],
-            )
-        )
+        return self.then(Scan(fn, initial))
 
     # -- select -----------------------------------------------------------------------------
     def take(self, n: int) -> Stream[T]:
         """The first ``n`` items. Pulls exactly ``n`` items upstream, then closes the source."""
-        _check_count("take", "n", n)
-        return self._then(_GenOp(f"take({n})", lambda src: _take(src, n)))
+        return self.then(Take(n))
 
     def skip(self, n: int) -> Stream[T]:
         """Drop the first ``n`` items."""
-        _check_count("skip", "n", n)
-        return self._then(
-            _SimpleOp(
-                f"skip({n})",
-                ["if s{j}:", "    s{j} -= 1", "    continue"],
-                {"s0{j}": n},
-                init=["s{j} = s0{j}"],
-                one_to_one=False,
-            )
-        )
+        return self.then(Skip(n))
 
     def take_while(self, predicate: Callable[[T], Any]) -> Stream[T]:
         """Items while ``predicate`` holds; the first failing item ends the stream (dropped)."""
-        aw = "await " if _is_async_fn(predicate) else ""
-        return self._then(
-            _SimpleOp(
-                f"take_while({describe(predicate)})",
-                # break, not return: a batch fused after it still emits its partial chunk
-                [f"if not {aw}p{{j}}(x):", "    break"],
-                {"p{j}": predicate},
-                one_to_one=False,
-            )
-        )
+        return self.then(TakeWhile(predicate))
 
     def sample(self, every: int) -> Stream[T]:
         """Every ``every``-th item: items 0, every, 2*every, ... (load shedding by sampling)."""
-        _check_count("sample", "every", every, minimum=1)
-        return self._then(
-            _SimpleOp(
-                f"sample(every={every})",
-                ["if s{j}:", "    s{j} -= 1", "    continue", "s{j} = K{j}"],
-                {"K{j}": every - 1},
-                init=["s{j} = 0"],
-                one_to_one=False,
-            )
-        )
+        return self.then(Sample(every))
 
     def throttle(self, rate: float) -> Stream[T]:
         """At most ``rate`` items per second (evenly spaced; the producer is slowed down)."""
-        if rate <= 0:
-            raise ValueError(f"throttle(rate={rate}): must be > 0 items per second")
-        return self._then(_GenOp(f"throttle({rate}/s)", lambda src: _throttle(src, rate)))
+        return self.then(Throttle(rate))
 
     # -- chunking, backpressure -------------------------------------------------------------
     def batch(self, size: int, within: float | None = None) -> Stream[list[T]]:
         """Lists of up to ``size`` items; with ``within``, a list is also emitted once
         ``within`` seconds passed since its first item. The last partial list is emitted."""
-        return self._then(_BatchOp(size, within))
+        return self.then(Batch(size, within))
 
     def buffer(
         self,
@@ -962,20 +476,18 @@ class Stream(Generic[T]):
         errors reach the consumer after the items accepted before them. Statistics:
         ``iteration.buffers[name]`` (capacity, depth, high_water, dropped, blocked_seconds).
         """
-        _check_overflow(overflow)
-        return self._then(_BufferOp(size, overflow, put_timeout, name))
+        return self.then(Buffer(size, overflow, put_timeout, name))
 
     # -- combine ----------------------------------------------------------------------------
     def merge(self, *others: Stream[Any], buffer: int = 64) -> Stream[Any]:
         """Interleave this stream and ``others`` as their items arrive (each runs in its own
         task; at most ``buffer`` items wait). The first failure stops the others and is raised
         after the items already received."""
-        _check_count("merge", "buffer", buffer, minimum=1)
-        return self._then(_CombineOp("merge", tuple(_as_stream(o) for o in others), buffer))
+        return self.then(Merge([_as_stream(o)._build for o in others], buffer))
 
     def zip(self, *others: Stream[Any]) -> Stream[tuple[Any, ...]]:
         """Tuples of one item from each stream, until the shortest ends."""
-        return self._then(_CombineOp("zip", tuple(_as_stream(o) for o in others), 0))
+        return self.then(Zip([_as_stream(o)._build for o in others]))
 
     # -- observe ----------------------------------------------------------------------------
     def monitor(
@@ -998,14 +510,14 @@ class Stream(Generic[T]):
         Placed right after a ``buffer`` it also reports the buffer's depth and drops; after a
         stage with an error policy, its dead-letter count as errors.
         """
-        return self._then(_MonitorOp(name, size, timestamp, total, log_every, log_every_items))
+        return self.then(Monitor(name, size, timestamp, total, log_every, log_every_items))
 
     def window(
         self, last: int | None = None, seconds: float | None = None, name: str = "window"
     ) -> Stream[T]:
         """Keep the most recent items (``last`` of them, or those of the last ``seconds``) in a
         bounded ring, readable any time as ``iteration.windows[name].to_pandas()``."""
-        return self._then(_WindowOp(last, seconds, name))
+        return self.then(WindowOperator(last, seconds, name))
 
     @classmethod
     def from_run(cls, factory: Callable[[RunState], Iterable[T] | AsyncIterable[T]]) -> Stream[T]:
@@ -1034,6 +546,7 @@ class Stream(Generic[T]):
         checkpoint: Callable[[T], Any] | None = None,
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
+        name: str = "resilient",
     ) -> Stream[T]:
         """A source that survives failures and resumes *after* the last delivered item.
 
@@ -1043,9 +556,18 @@ class Stream(Generic[T]):
         nothing repeated. Only failures that ``retry.retry_on`` accepts are retried, with
         exponential backoff and jitter; the budget (``max_attempts`` consecutive failures)
         resets after progress. A ``breaker`` is consulted before every (re)connection.
+
+        Each run registers a :class:`~streamnb.recovery.ResilientStats` under ``name``:
+        ``it.snapshots("resilient")[name]`` counts delivered items, failures, reconnects.
         """
         policy = retry or RetryPolicy()
-        return Stream(lambda: resilient(factory, checkpoint, policy, breaker, {}))
+
+        def open_run(run: RunState) -> AsyncIterator[T]:
+            stats = ResilientStats(name)
+            run.observe("resilient", stats)
+            return resilient(factory, checkpoint, policy, breaker, stats)
+
+        return Stream.from_run(open_run)
 
     # -- terminals --------------------------------------------------------------------------
     async def collect(self, limit: int | None = DEFAULT_COLLECT_LIMIT) -> list[T]:
@@ -1056,7 +578,7 @@ class Stream(Generic[T]):
         ``take(N).collect()``.
         """
         if limit is not None:
-            _check_count("collect", "limit", limit)
+            check_int("collect", "limit", limit)
         out: list[T] = []
         async with self.open() as it:
             if limit is None:
@@ -1110,15 +632,8 @@ class Stream(Generic[T]):
         """Call ``fn`` on every item (up to ``concurrency`` at once); returns how many
         calls succeeded. Error policies as for :meth:`map`."""
         n = 0
-        mapped = self.map(
-            fn,
-            concurrency=concurrency,
-            ordered=False,
-            executor=executor,
-            on_error=on_error,
-            dead_letter=dead_letter,
-            retry=retry,
-            name=f"for_each({describe(fn)})",
+        mapped = self.then(
+            Map(fn, concurrency, False, executor, on_error, dead_letter, retry, method="for_each")
         )
         async with mapped.open() as it:
             async for _ in it:
@@ -1130,7 +645,7 @@ class Stream(Generic[T]):
         columns); the stream is closed after them."""
         from .window import Window
 
-        _check_count("to_pandas", "limit", limit, minimum=1)
+        check_int("to_pandas", "limit", limit, minimum=1)
         w = Window(last=limit)
         async with self.take(limit).open() as it:
             async for x in it:
@@ -1138,30 +653,43 @@ class Stream(Generic[T]):
         return w.to_pandas()
 
     # -- running in a notebook (streamnb[notebook]) --------------------------------------------
-    async def run(self, **kwargs: Any) -> RunSummary:
-        """Run to the end with a live dashboard (text progress outside a notebook)."""
+    async def run(self, **options: Unpack[RunOptions]) -> RunSummary:
+        """Run to the end with a live dashboard (text progress outside a notebook);
+        ``streamnb.notebook.run(self, **options)`` (see :class:`RunOptions`)."""
         from .notebook.runner import run
 
-        return await run(self, **kwargs)
+        return await run(self, **options)
 
-    def start(self, **kwargs: Any) -> Run:
-        """Run in the background on the running loop; returns a :class:`Run` handle at once."""
+    def start(self, **options: Unpack[RunOptions]) -> Run:
+        """Run in the background on the running loop; returns a :class:`Run` handle at once
+        (``streamnb.notebook.start``; see :class:`RunOptions`)."""
         from .notebook.runner import start
 
-        return start(self, **kwargs)
+        return start(self, **options)
 
-    def run_sync(self, **kwargs: Any) -> RunSummary:
-        """Run to the end from synchronous code (a script, or a notebook cell)."""
+    def run_sync(self, **options: Unpack[RunOptions]) -> RunSummary:
+        """Run to the end from synchronous code (a script, or a notebook cell);
+        ``streamnb.notebook.run_sync`` (see :class:`RunOptions`)."""
         from .notebook.runner import run_sync
 
-        return run_sync(self, **kwargs)
+        return run_sync(self, **options)
 
 
-def _check_count(method: str, arg: str, value: Any, minimum: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{method}({arg}={value!r}): expected an int")
-    if value < minimum:
-        raise ValueError(f"{method}({arg}={value}): must be >= {minimum}")
+class RunOptions(TypedDict, total=False):
+    """The keyword arguments of ``Stream.run`` / ``start`` / ``run_sync`` - those of
+    :func:`streamnb.notebook.run`, written once.
+
+    ``name`` identifies the run (a run going under that name is stopped first); ``total``
+    (items) gives the progress bar an end; ``refresh`` is the dashboard's rate in Hz;
+    ``display`` is True (widget in a notebook, text elsewhere), False, ``"widget"`` or
+    ``"text"``; ``window`` names the window the dashboard shows (False: none).
+    """
+
+    name: str | None
+    total: int | None
+    refresh: float
+    display: bool | str
+    window: str | bool | None
 
 
 def _as_stream(obj: Any) -> Stream[Any]:

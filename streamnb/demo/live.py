@@ -18,7 +18,7 @@ import time
 from typing import Any, TextIO
 
 from streamnb import RetryPolicy
-from streamnb.grpc import GrpcClient
+from streamnb.grpc import GrpcClient, call_snapshot
 from streamnb.grpc._generated import streamnb_demo_pb2 as pb
 
 from .server import DemoServer
@@ -75,14 +75,16 @@ async def run_demo(
                 now = time.monotonic()
                 if now - last_print >= 0.25:
                     last_print = now
-                    _progress(out, it.metrics()["events"], feed.stats.reconnects, live)
+                    call = call_snapshot(it, feed.method)
+                    _progress(out, it.metrics()["events"], call.reconnects, live)
             snap = it.metrics()["events"]
-        _progress(out, snap, feed.stats.reconnects, live)
+            reconnects = call_snapshot(it, feed.method).reconnects
+        _progress(out, snap, reconnects, live)
         if live:
             print(file=out)
         ok = expected == events and duplicates_or_gaps == 0 and snap.items == events
         print(
-            f"   delivered {snap.items:,} events, reconnects {feed.stats.reconnects}, "
+            f"   delivered {snap.items:,} events, reconnects {reconnects}, "
             f"exactly once and in order: {'yes' if ok else 'NO'}",
             file=out,
         )
@@ -128,7 +130,7 @@ async def run_demo(
             "events": snap.items,
             "rate": snap.rate,
             "latency": snap.latency,
-            "reconnects": feed.stats.reconnects,
+            "reconnects": reconnects,
             "exactly_once": ok,
             "aggregate": {"count": summary.count, "sum": summary.sum},
             "tokens": tokens,

@@ -16,7 +16,16 @@ See :mod:`streamnb.grpc.client` (calls), :mod:`streamnb.grpc.codecs` (JSON, prot
 
 from __future__ import annotations
 
-from .client import CallShape, CallStats, GrpcClient, MetadataLike, RpcStream, redact_metadata
+from streamnb.metrics import CallSnapshot
+
+from .client import (
+    CallShape,
+    GrpcClient,
+    MetadataLike,
+    RpcStream,
+    call_snapshot,
+    redact_metadata,
+)
 from .codecs import (
     Codec,
     CodecLike,
@@ -32,7 +41,7 @@ from .reflection import MethodInfo
 __all__ = [
     "RETRYABLE_CODES",
     "CallShape",
-    "CallStats",
+    "CallSnapshot",
     "Codec",
     "CodecLike",
     "DecodeError",
@@ -42,6 +51,7 @@ __all__ = [
     "MethodInfo",
     "RpcError",
     "RpcStream",
+    "call_snapshot",
     "dict_message_codec",
     "json_codec",
     "protobuf_codec",

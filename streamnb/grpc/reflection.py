@@ -25,20 +25,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 from grpc_reflection.v1alpha import reflection_pb2
 
+from ._call import CallShape, DecodePolicy, Metadata, MetadataLike, method_path
 from .codecs import dict_message_codec
 from .errors import RpcError
 
-if TYPE_CHECKING:
-    from .client import CallShape, DecodePolicy, GrpcClient, MetadataLike
-
-__all__ = ["MethodInfo", "Reflector"]
+__all__ = ["Caller", "MethodInfo", "Reflector"]
 
 _PATHS = (
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
@@ -70,11 +68,34 @@ class MethodInfo:
         return "server_stream" if self.server_streaming else "unary"
 
 
-class Reflector:
-    """The reflection client behind ``GrpcClient.services/methods/call`` (one per client)."""
+class Caller(Protocol):
+    """What a :class:`Reflector` needs of its client: the channel and the four call shapes
+    (``GrpcClient`` is one; reflection does not import the client module)."""
 
-    def __init__(self, client: GrpcClient) -> None:
+    @property
+    def channel(self) -> grpc.aio.Channel: ...
+
+    async def unary(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def server_stream(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    async def client_stream(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def bidi(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class Reflector:
+    """The reflection client behind ``GrpcClient.services/methods/call`` (one per client).
+
+    ``timeout`` and ``metadata`` are the client's defaults, used for reflection queries.
+    """
+
+    def __init__(
+        self, client: Caller, *, timeout: float | None = None, metadata: Metadata = ()
+    ) -> None:
         self._client = client
+        self._timeout = timeout
+        self._metadata = metadata
         self._pool = descriptor_pool.DescriptorPool()
         self._files: set[str] = set()
         self._lock = asyncio.Lock()
@@ -86,8 +107,8 @@ class Reflector:
         self, requests: list[reflection_pb2.ServerReflectionRequest], deadline_s: float | None
     ) -> list[reflection_pb2.ServerReflectionResponse]:
         client = self._client
-        t = client._resolve_timeout(deadline_s)
-        md = client._call_metadata(None)
+        t = self._timeout if deadline_s is None else deadline_s
+        md = self._metadata
         while True:
             path = _PATHS[self._path_index]
             mc = client.channel.stream_stream(
@@ -202,9 +223,7 @@ class Reflector:
 
     async def method(self, method: str, *, deadline_s: float | None = None) -> MethodInfo:
         """The :class:`MethodInfo` of ``package.Service/Method`` (any spelling the client takes)."""
-        from .client import _method_path
-
-        service, _, name = _method_path(method)[1:].partition("/")
+        service, _, name = method_path(method)[1:].partition("/")
         for info in await self.methods(service, deadline_s=deadline_s):
             if info.name == name:
                 return info

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import InvalidTransitionError
-from ..metrics import MetricsSnapshot
+from ..metrics import ConcurrencySnapshot, MetricsSnapshot
 from ..window import flatten_item
 
 __all__ = [
@@ -237,23 +237,18 @@ class ConcurrentStage:
     dashboard_link: str | None = None
 
 
-def concurrent_stages(stages: Mapping[str, Mapping[str, Any]]) -> tuple[ConcurrentStage, ...]:
-    """Rows for the concurrent stages of a run, from ``iteration.stages``.
+def concurrent_stages(stages: Mapping[str, ConcurrencySnapshot]) -> tuple[ConcurrentStage, ...]:
+    """Rows for the concurrent stages of a run, from their snapshots (``iteration.stages``).
 
-    An executor that has an ``info()`` with a ``dashboard_link`` (``streamnb.dask``'s
-    DaskExecutor) contributes its link; nothing here imports Dask.
+    A snapshot carries the executor's ``dashboard_link`` when it has one (Dask); nothing here
+    imports Dask.
     """
-    rows = []
-    for name, live in stages.items():
-        pool = live.get("pool")
-        if pool is None:
-            continue
-        link = None
-        info = getattr(live.get("executor"), "info", None)
-        if callable(info):
-            link = getattr(info(), "dashboard_link", None)
-        rows.append(ConcurrentStage(name, pool.in_flight, pool.max_in_flight, pool.n, link))
-    return tuple(rows)
+    return tuple(
+        ConcurrentStage(
+            name, snap.in_flight, snap.max_in_flight, snap.concurrency, snap.dashboard_link
+        )
+        for name, snap in stages.items()
+    )
 
 
 def concurrent_html(rows: Sequence[ConcurrentStage]) -> str:

@@ -44,7 +44,7 @@ async def test_stage_reports_max_in_flight() -> None:
     s = Stream(range(20)).map(fn, concurrency=3, name="cm")
     async with s.open() as it:
         _ = [x async for x in it]
-        pool = it.stages["cm"]["pool"]
+        pool = it.stages["cm"]
     assert pool.max_in_flight == 3
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from streamnb import Stream
-from streamnb._fuse import _CACHE
+from streamnb._fuse import cached_shapes
 
 from ._support import SyncTracked
 
@@ -135,10 +135,10 @@ async def test_generated_code_is_cached_per_shape() -> None:
         return Stream(range(5)).map(lambda x: x + k).filter(lambda x: x > k).batch(2)
 
     await chain(1).collect()
-    size = len(_CACHE)
+    size = cached_shapes()
     for k in range(20):
         assert await chain(k).collect() == [[k + 1, k + 2], [k + 3, k + 4]]
-    assert len(_CACHE) == size
+    assert cached_shapes() == size
 
 
 async def test_async_functions_in_fused_chain() -> None:

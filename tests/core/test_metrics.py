@@ -115,12 +115,12 @@ async def test_early_stop_is_done_not_failed() -> None:
 def test_rate_is_measured_from_the_first_item() -> None:
     clock = _Clock()
     m = Meter("m", clock=clock)
-    m._start()
+    m.start()
     clock.t += 100.0  # a long quiet start must not count
     for n in range(1, 11):
-        m._publish(n, 0, n)
+        m.publish(n, 0, n)
         clock.t += 0.1
-    m._finish(10, 0, None)
+    m.finish(10, 0, None)
     snap = m.snapshot()
     # from the first item to the last one: 0.9 s, not the 100.9 s since the meter started
     assert snap.elapsed == pytest.approx(0.9)
@@ -130,15 +130,15 @@ def test_rate_is_measured_from_the_first_item() -> None:
 def test_window_rate_follows_recent_pace() -> None:
     clock = _Clock()
     m = Meter("m", clock=clock, window=5.0)
-    m._start()
+    m.start()
     n = 0
     for _ in range(100):  # 10 s at 100 items/s
         n += 10
-        m._publish(n, 0, None)
+        m.publish(n, 0, None)
         clock.t += 0.1
     for _ in range(100):  # then 10 s at 10 items/s
         n += 1
-        m._publish(n, 0, None)
+        m.publish(n, 0, None)
         clock.t += 0.1
     snap = m.snapshot()
     assert snap.status == "running"
@@ -151,10 +151,10 @@ def test_window_rate_follows_recent_pace() -> None:
 def test_bytes_rate_and_eta() -> None:
     clock = _Clock()
     m = Meter("m", clock=clock, total=100)
-    m._start()
-    m._publish(1, 10, None)
+    m.start()
+    m.publish(1, 10, None)
     clock.t += 1.0
-    m._publish(11, 110, None)
+    m.publish(11, 110, None)
     snap = m.snapshot()
     assert snap.rate == pytest.approx(11.0)
     assert snap.bytes_rate == pytest.approx(110.0)

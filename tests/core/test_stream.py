@@ -679,3 +679,17 @@ async def test_take_while_then_batch_emits_the_partial_chunk() -> None:
     src = Tracked(range(10))
     assert await Stream(src).take_while(lambda x: x < 5).batch(3).collect() == [[0, 1, 2], [3, 4]]
     assert src.finalized == 1
+
+
+def test_run_options_are_the_runner_keywords_written_once() -> None:
+    # Stream.run/start/run_sync take **options: Unpack[RunOptions]; the notebook runner's
+    # functions take the same keywords explicitly: the two lists must not drift apart
+    import inspect
+
+    from streamnb.notebook import runner
+    from streamnb.stream import RunOptions
+
+    for fn in (runner.run, runner.start, runner.run_sync):
+        params = inspect.signature(fn).parameters.values()
+        keywords = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+        assert keywords == list(RunOptions.__annotations__), fn.__name__

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from streamnb import Stream
 from streamnb.demo import DemoServer, answer_prompt
-from streamnb.grpc import CallStats, GrpcClient, RpcStream
+from streamnb.grpc import CallSnapshot, GrpcClient, RpcStream
 from streamnb.grpc._generated import streamnb_demo_pb2 as pb
 
 FEED = "/streamnb.demo.v1.EventFeed/"
@@ -45,12 +45,22 @@ async def test_server_stream_protobuf(client: GrpcClient) -> None:
         FEED + "Subscribe", pb.SubscribeRequest(start=10, count=60, kind="k"), codec=pb.Event
     )
     assert isinstance(feed, RpcStream)
-    events = await feed.collect()
+    async with feed.open() as it:
+        events = [e async for e in it]
+        stats = it.snapshots("call")[feed.method]
     assert [e.seq for e in events] == list(range(10, 60))
     assert {e.kind for e in events} == {"k"}
     assert all(e.timestamp > 0 for e in events)
-    assert (feed.stats.received, feed.stats.sent, feed.stats.code) == (50, 1, "OK")
-    assert feed.stats.bytes_received == sum(e.ByteSize() for e in events)
+    assert isinstance(stats, CallSnapshot)
+    assert (stats.received, stats.sent, stats.code) == (50, 1, "OK")
+    assert stats.bytes_received == sum(e.ByteSize() for e in events)
+    final = client.history[-1]  # the finished call's snapshot is also kept by the client
+    assert (final.name, final.received, final.bytes_received, final.code) == (
+        feed.method,
+        stats.received,
+        stats.bytes_received,
+        "OK",
+    )
 
 
 async def test_server_stream_json(client: GrpcClient) -> None:
@@ -79,8 +89,11 @@ async def test_iterating_twice_opens_two_calls(server: DemoServer, client: GrpcC
     second = [e.seq for e in await feed.collect()]
     assert first == second == [0, 1, 2, 3, 4]
     assert sum(c.method == "EventFeed/Subscribe" for c in server.calls) == 2
+    assert len(client.history) == 2
+    assert all(s.received == 5 and s.code == "OK" for s in client.history)
     nothing_yet = client.server_stream(FEED + "Subscribe", pb.SubscribeRequest(count=5))
-    assert nothing_yet.stats.started == 0.0
+    assert isinstance(nothing_yet, RpcStream)
+    assert len(client.history) == 2
     assert sum(c.method == "EventFeed/Subscribe" for c in server.calls) == 2
 
 
@@ -92,8 +105,9 @@ async def test_monitor_on_response_stream(client: GrpcClient) -> None:
         async for _ in it:
             n += 1
         snap = it.metrics()["events"]
+        call = it.snapshots("call")[feed.method]
     assert n == snap.items == 300
-    assert snap.bytes == feed.stats.bytes_received
+    assert snap.bytes == call.bytes_received
     assert snap.latency is not None and snap.latency >= 0
 
 
@@ -138,7 +152,7 @@ async def test_bidi_protobuf_agent(client: GrpcClient) -> None:
     assert tool.tool_call.name == "search"
     text = "".join(e.token.text for e in events if e.prompt_id == 1 and e.HasField("token"))
     assert text == "You said: hello"
-    assert (answers.stats.sent, answers.stats.received) == (2, len(events))
+    assert (client.history[-1].sent, client.history[-1].received) == (2, len(events))
 
 
 async def test_bidi_json_chat_and_echo(client: GrpcClient) -> None:
@@ -234,7 +248,7 @@ async def test_call_stats_history_is_bounded(server: DemoServer) -> None:
         for i in range(5):
             await c.unary(JSON + "Get", {"seq": i})
     assert len(c.history) == 3
-    assert all(isinstance(s, CallStats) and s.code == "OK" for s in c.history)
+    assert all(isinstance(s, CallSnapshot) and s.code == "OK" for s in c.history)
     assert c.history[-1].as_dict()["elapsed"] >= 0
 
 

@@ -21,8 +21,8 @@ from streamnb.grpc import (
     redact_metadata,
     resolve_codec,
 )
+from streamnb.grpc._call import method_path
 from streamnb.grpc._generated import streamnb_demo_pb2 as pb
-from streamnb.grpc.client import _method_path
 from streamnb.grpc.codecs import dict_message_codec
 
 
@@ -215,12 +215,12 @@ def test_redact_metadata() -> None:
 
 
 def test_method_path_normalisation() -> None:
-    assert _method_path("pkg.Svc/M") == "/pkg.Svc/M"
-    assert _method_path("/pkg.Svc/M") == "/pkg.Svc/M"
-    assert _method_path("pkg.Svc.M") == "/pkg.Svc/M"
+    assert method_path("pkg.Svc/M") == "/pkg.Svc/M"
+    assert method_path("/pkg.Svc/M") == "/pkg.Svc/M"
+    assert method_path("pkg.Svc.M") == "/pkg.Svc/M"
     for bad in ("", "M", "/pkg.Svc/", "a/b/c"):
         with pytest.raises(ValueError, match=r"package\.Service/Method"):
-            _method_path(bad)
+            method_path(bad)
 
 
 def test_rpc_error_fields_retryable_and_pickle() -> None:

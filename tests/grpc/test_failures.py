@@ -42,7 +42,7 @@ async def test_server_stream_deadline(client: GrpcClient) -> None:
         async for ev in feed:
             got.append(ev.seq)
     assert info.value.code == DEADLINE
-    assert info.value.received == len(got) == feed.stats.received
+    assert info.value.received == len(got) == client.history[-1].received
     assert got == list(range(len(got)))
 
 
@@ -97,7 +97,7 @@ async def test_server_error_codes(client: GrpcClient, code: grpc.StatusCode) -> 
     assert "injected fault" in err.details
     assert got == [0, 1, 2]
     assert isinstance(err.__cause__, grpc.aio.AioRpcError)
-    assert feed.stats.code == code.name and feed.stats.errors == 1
+    assert client.history[-1].code == code.name and client.history[-1].errors == 1
 
 
 async def test_unary_error_code_json(client: GrpcClient) -> None:
@@ -142,7 +142,7 @@ async def test_malformed_protobuf_message_raises_with_method_and_index(client: G
     assert got == [0, 1, 2, 3]
     assert (err.method, err.index, err.data) == (FEED + "Subscribe", 4, b"\xff\xff\xff\xff")
     assert "#4" in str(err) and "EventFeed/Subscribe" in str(err) and not err.retryable
-    assert feed.stats.decode_errors == 1 and feed.stats.code == "DECODE_ERROR"
+    assert client.history[-1].decode_errors == 1 and client.history[-1].code == "DECODE_ERROR"
 
 
 async def test_malformed_json_message_raises(client: GrpcClient) -> None:
@@ -171,9 +171,10 @@ async def test_malformed_message_skipped_to_dead_letter(client: GrpcClient, mode
     assert seqs == [0, 1, 2, 3, 4, 5, 7, 8, 9]
     assert feed.dead_letter is dl and dl.count == 1
     entry = dl.entries[0]
-    assert (entry.stage, entry.index) == (feed.stats.method, 6)
+    assert (entry.stage, entry.index) == (client.history[-1].method, 6)
     assert isinstance(entry.error, DecodeError) and isinstance(entry.item, bytes)
-    assert feed.stats.code == "OK" and feed.stats.decode_errors == 1 and feed.stats.received == 10
+    final = client.history[-1]
+    assert (final.code, final.decode_errors, final.received) == ("OK", 1, 10)
 
 
 async def test_skip_creates_a_dead_letter_and_bidi_skips_too(client: GrpcClient) -> None:

@@ -32,7 +32,7 @@ async def test_exactly_once_across_20_drops_in_100k_events(
             assert ev.seq == expected, f"got seq {ev.seq}, expected {expected}"
             expected += 1
     assert expected == total
-    stats = feed.stats
+    stats = client.history[-1]
     assert (stats.reconnects, stats.errors, stats.sent, stats.received) == (20, 20, 21, total)
     assert stats.code == "OK"
     served = [c for c in server.calls if c.method == "EventFeed/Subscribe"]
@@ -52,7 +52,7 @@ async def test_resume_with_json_codec(client: GrpcClient) -> None:
         retry=FAST,
     )
     assert [e["seq"] for e in await feed.collect()] == list(range(50))
-    assert feed.stats.reconnects == 7
+    assert client.history[-1].reconnects == 7
 
 
 async def test_resume_after_consumer_side_take(client: GrpcClient) -> None:
@@ -65,7 +65,7 @@ async def test_resume_after_consumer_side_take(client: GrpcClient) -> None:
         SUBSCRIBE, request(0), codec=pb.Event, resume=lambda ev: request(ev.seq + 1), retry=FAST
     )
     assert [e.seq for e in await feed.take(25).collect()] == list(range(25))
-    assert feed.stats.reconnects == 2 and feed.stats.code == "CANCELLED"
+    assert client.history[-1].reconnects == 2 and client.history[-1].code == "CANCELLED"
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ async def test_non_retryable_codes_are_not_retried(
         async for ev in feed:
             got.append(ev.seq)
     assert info.value.code == code and got == [0, 1, 2, 3, 4]
-    assert feed.stats.reconnects == 0 and feed.stats.errors == 1
+    assert client.history[-1].reconnects == 0 and client.history[-1].errors == 1
     assert sum(c.method == "EventFeed/Subscribe" for c in server.calls) == 1
 
 
@@ -92,8 +92,8 @@ async def test_retries_give_up_without_progress(client: GrpcClient) -> None:
         await feed.collect()
     assert isinstance(info.value.__cause__, RpcError)
     assert info.value.__cause__.code == grpc.StatusCode.UNAVAILABLE
-    assert feed.stats.reconnects == 4 and feed.stats.errors == 5
-    assert feed.stats.code == "RetryExhaustedError"
+    assert client.history[-1].reconnects == 4 and client.history[-1].errors == 5
+    assert client.history[-1].code == "RetryExhaustedError"
 
 
 async def test_breaker_stops_reconnecting(client: GrpcClient) -> None:
@@ -105,8 +105,8 @@ async def test_breaker_stops_reconnecting(client: GrpcClient) -> None:
     with pytest.raises(CircuitOpenError):
         await feed.collect()
     # two failed calls open the circuit; the third connection is refused before it is made
-    assert (feed.stats.sent, feed.stats.reconnects) == (2, 1)
-    assert feed.stats.code == "CircuitOpenError"
+    assert (client.history[-1].sent, client.history[-1].reconnects) == (2, 1)
+    assert client.history[-1].code == "CircuitOpenError"
 
 
 async def test_deadline_covers_all_attempts(client: GrpcClient) -> None:
@@ -126,7 +126,7 @@ async def test_deadline_covers_all_attempts(client: GrpcClient) -> None:
         async for ev in feed:
             got.append(ev.seq)
     assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert got == list(range(len(got))) and feed.stats.reconnects >= 1
+    assert got == list(range(len(got))) and client.history[-1].reconnects >= 1
 
 
 async def test_resume_skips_undecodable_messages(client: GrpcClient) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -194,27 +195,24 @@ def test_window_table_html() -> None:
 
 def test_concurrent_stage_rows_show_in_flight_and_the_cluster_link() -> None:
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from streamnb import Stream
     from streamnb.notebook._format import concurrent_html, concurrent_stages
 
-    class _Info:
-        dashboard_link = "http://127.0.0.1:8787/status"
+    class _Exec(ThreadPoolExecutor):
+        dashboard_link = "http://127.0.0.1:8787/status"  # what a Dask executor offers
 
-    class _Exec:
-        def info(self) -> _Info:
-            return _Info()
-
-    async def slow(x: int) -> int:
-        await asyncio.sleep(0.001)
+    def slow(x: int) -> int:
+        time.sleep(0.001)
         return x
 
     async def main() -> str:
-        s = Stream(range(20)).map(slow, concurrency=3, name="slow")
-        async with s.open() as it:
-            async for _ in it:
-                it.stages["slow"]["executor"] = _Exec()
-                rows = concurrent_stages(it.stages)
+        with _Exec(max_workers=3) as ex:
+            s = Stream(range(20)).map(slow, concurrency=3, executor=ex, name="slow")
+            async with s.open() as it:
+                async for _ in it:
+                    rows = concurrent_stages(it.stages)
         assert rows[0].name == "slow" and rows[0].concurrency == 3
         assert 1 <= rows[0].max_in_flight <= 3
         return concurrent_html(rows)

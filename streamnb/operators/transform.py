@@ -1,0 +1,234 @@
+"""Operators that transform items one by one: ``map``, ``filter``, ``tap``, ``flat_map``,
+``enumerate``, ``scan``.
+
+Each is one class (see :mod:`streamnb.operators.base` for the protocol). ``Map`` holds both
+of its forms side by side - the fused loop line for ``concurrency=1`` and the worker pool for
+``concurrency=N`` / ``executor=`` - sharing one validation and one error policy.
+
+Example::
+
+    Stream(rows).then(Map(parse, on_error="skip"))      # what Stream.map(parse, ...) does
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from .._concurrent import WorkerPool
+from .._iter import aclose, aiter_any, is_async_callable
+from .._validate import check_int
+from ..errors import InvalidArgumentError
+from ..recovery import CircuitBreaker, DeadLetter, ItemPolicy, RetryPolicy, annotate, describe
+from .base import Fragment, Link, Operator
+
+__all__ = ["Enumerate", "Filter", "FlatMap", "Map", "Scan", "Tap"]
+
+
+def _await(fn: Any) -> str:
+    return "await " if is_async_callable(fn) else ""
+
+
+class Map(Operator):
+    """``map(fn, concurrency=, ordered=, executor=, on_error=, dead_letter=, retry=,
+    breaker=, name=)``: fused when ``concurrency == 1`` without an executor, else a
+    :class:`~streamnb._concurrent.WorkerPool` registered as the run's ``"concurrency"``
+    observable. ``method`` names the public method in argument errors (``for_each``)."""
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        concurrency: int = 1,
+        ordered: bool = True,
+        executor: Executor | None = None,
+        on_error: str = "raise",
+        dead_letter: DeadLetter[Any] | None = None,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        name: str | None = None,
+        *,
+        method: str = "map",
+    ) -> None:
+        self.label = name or f"{method}({describe(fn)})"
+        self.named = name is not None
+        check_int(method, "concurrency", concurrency, minimum=1)
+        self.is_async = is_async_callable(fn)
+        if self.is_async and executor is not None:
+            raise InvalidArgumentError(
+                f"{self.label}: executor= runs plain functions; {describe(fn)} is async"
+            )
+        if concurrency > 1 and not self.is_async and executor is None:
+            raise InvalidArgumentError(
+                f"{self.label}: concurrency={concurrency} needs executor= for a plain "
+                "function (it cannot overlap with others on the event loop): threads, "
+                "processes, a Dask client's executor - or make it async"
+            )
+        self.fn = fn
+        self.concurrency = concurrency
+        self.ordered = ordered
+        self.executor = executor
+        ItemPolicy(self.label, on_error, None, retry)  # validate now, not at run time
+        self.on_error = on_error
+        self.dead_letter = dead_letter
+        self.retry = retry
+        self.breaker = breaker
+
+    def _policy(self, link: Link) -> ItemPolicy:
+        policy = ItemPolicy(self.label, self.on_error, self.dead_letter, self.retry)
+        if self.on_error != "raise":
+            run = link.run
+            run.dead_letters[run.unique(run.dead_letters, self.label, "error-policy")] = (
+                policy.dead_letter
+            )
+            link.dead_letter = policy.dead_letter
+        return policy
+
+    def _guarded(self) -> Callable[[Any], Any]:
+        fn, breaker = self.fn, self.breaker
+        if breaker is None:
+            return fn
+        if self.is_async:
+
+            async def guarded_async(x: Any) -> Any:
+                return await breaker.call(fn, x)
+
+            return guarded_async
+        return lambda x: breaker.call_sync(fn, x)
+
+    # -- fused: concurrency=1 ---------------------------------------------------------------
+    def fragment(self, link: Link) -> Fragment | None:
+        if self.executor is not None or self.concurrency != 1:
+            return None
+        policy = self._policy(link)
+        aw = "await " if self.is_async else ""
+        if self.on_error == "raise":
+            return Fragment(body=(f"x = {aw}$f(x)",), params={"f": self._guarded()})
+        handler = policy.handle_async if self.is_async else policy.handle_sync
+        return Fragment(
+            body=(
+                "try:",
+                f"    x = {aw}$f(x)",
+                "except Exception as $err:",
+                "    x = await $handle($f, x, $index, $err)",
+                "    if x is _SKIP:",
+                "        continue",
+            ),
+            params={"f": self._guarded(), "handle": handler},
+            locals={"err": None},
+        )
+
+    # -- unfused: a worker pool -------------------------------------------------------------
+    def stage(self, src: AsyncIterator[Any], link: Link) -> AsyncIterator[Any]:
+        policy = self._policy(link)
+        afn: Callable[[Any], Awaitable[Any]]
+        if self.executor is not None:
+            # the plain function travels to the executor; a breaker stays here, around the
+            # awaited call, so its state is this process's and nothing extra is shipped
+            executor, plain, breaker = self.executor, self.fn, self.breaker
+            loop = asyncio.get_running_loop()
+
+            def offload(x: Any) -> Awaitable[Any]:
+                return loop.run_in_executor(executor, plain, x)
+
+            afn = offload
+            if breaker is not None:
+
+                async def guarded(x: Any) -> Any:
+                    return await breaker.call(offload, x)
+
+                afn = guarded
+        else:
+            afn = self._guarded()
+        run = link.run
+        name = self.label if self.named else run.free_name("concurrency", self.label)
+        pool = WorkerPool(name, afn, self.concurrency, self.ordered, policy, self.executor)
+        run.observe("concurrency", pool)
+        return pool.run(src)
+
+
+class Filter(Operator):
+    """``filter(predicate)``: keep the items for which ``predicate`` is true."""
+
+    def __init__(self, predicate: Callable[[Any], Any]) -> None:
+        self.label = f"filter({describe(predicate)})"
+        self.predicate = predicate
+
+    def fragment(self, link: Link) -> Fragment:
+        aw = _await(self.predicate)
+        return Fragment(body=(f"if not {aw}$p(x):", "    continue"), params={"p": self.predicate})
+
+
+class Tap(Operator):
+    """``tap(fn)``: call ``fn`` on every item for its side effect; pass items on."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.label = f"tap({describe(fn)})"
+        self.fn = fn
+
+    def fragment(self, link: Link) -> Fragment:
+        return Fragment(body=(f"{_await(self.fn)}$f(x)",), params={"f": self.fn})
+
+
+class Enumerate(Operator):
+    """``enumerate(start)``: ``(start, x0), (start + 1, x1), ...``."""
+
+    label = "enumerate"
+
+    def __init__(self, start: int = 0) -> None:
+        self.start = check_int("enumerate", "start", start, minimum=None)
+
+    def fragment(self, link: Link) -> Fragment:
+        return Fragment(
+            body=("x = ($n, x)", "$n += 1"),
+            params={"start": self.start},
+            locals={"n": "$start"},
+            calls_user=False,
+        )
+
+
+class Scan(Operator):
+    """``scan(fn, initial)``: emits ``fn(acc, x)`` after every item."""
+
+    def __init__(self, fn: Callable[[Any, Any], Any], initial: Any) -> None:
+        self.label = f"scan({describe(fn)})"
+        self.fn, self.initial = fn, initial
+
+    def fragment(self, link: Link) -> Fragment:
+        return Fragment(
+            body=("$acc = $f($acc, x)", "x = $acc"),
+            params={"f": self.fn, "initial": self.initial},
+            locals={"acc": "$initial"},
+        )
+
+
+class FlatMap(Operator):
+    """``flat_map(fn)``: replace each item by the items of the iterable ``fn`` returns."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.label = f"flat_map({describe(fn)})"
+        self.fn = fn
+
+    def stage(self, src: AsyncIterator[Any], link: Link) -> AsyncIterator[Any]:
+        return self._run(src)
+
+    async def _run(self, src: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+        fn, is_async, label = self.fn, is_async_callable(self.fn), self.label
+        index = -1
+        try:
+            async for x in src:
+                index += 1
+                try:
+                    inner = await fn(x) if is_async else fn(x)
+                    it = aiter_any(inner)
+                except Exception as exc:
+                    annotate(exc, label, index, x)
+                    raise
+                try:
+                    async for y in it:
+                        yield y
+                finally:
+                    await aclose(it)
+        finally:
+            await aclose(src)
