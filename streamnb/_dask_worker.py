@@ -7,8 +7,9 @@ with the worker's traceback - plus the seconds it took, so that one failing call
 the others and the executor can size the next groups from the measured time.
 
 It imports only the standard library and ``tblib`` (a dependency of ``distributed``, so
-present on every worker). The executor registers it with cloudpickle "by value", so a
-worker does not need streamnb installed to run it.
+present on every worker). Dask sends it by reference, so the workers import it: streamnb must
+be installed where they run (a ``LocalCluster``'s workers share the notebook's environment;
+importing ``streamnb`` loads no optional dependency).
 
 Example (what a worker does with a group of three calls)::
 

@@ -91,7 +91,9 @@ running loop; then pass ``scatter`` values that you scattered yourself with
 ``await client.scatter(obj, broadcast=True)``).
 
 ``import streamnb`` never imports this module or ``distributed``; install the extra with
-``pip install streamnb[dask]``.
+``pip install streamnb[dask]``. The workers run each task through a small streamnb module,
+so streamnb must be installed in the workers' environment too (a ``LocalCluster`` shares the
+notebook's).
 """
 
 from __future__ import annotations

@@ -96,6 +96,22 @@ async def test_many_calls_per_task_results_in_input_order(client: Client) -> Non
     await _released(client, "quick", ex)
 
 
+async def test_the_run_names_the_executor_whose_figures_show_the_grouping(client: Client) -> None:
+    async with DaskExecutor(client, name="seen", batch_size=5) as ex:
+        s = Stream(range(40)).map(tasks.quick, executor=ex, concurrency=20)
+        async with s.open() as it:
+            out = [y async for y in it]
+            (stage,) = it.stages.values()
+        assert out == [x * x for x in range(40)]
+        # the run's stage snapshot counts items and names the executor ...
+        assert (stage.executor, stage.started, stage.completed) == ("seen", 40, 40)
+        # ... whose own snapshot shows how the items were grouped into tasks
+        figures = ex.snapshot()
+        assert figures.name == stage.executor and figures.completed == 40
+        assert figures.tasks <= 40 / 2 and figures.items_per_task is not None
+        assert figures.items_per_task >= 2 and figures.task_seconds is not None
+
+
 async def test_unordered_with_groups_has_every_result(client: Client) -> None:
     async with DaskExecutor(client, batch_size=7) as ex:
         s = Stream(range(100)).map(tasks.square_late, executor=ex, concurrency=28, ordered=False)
