@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, cast, overload
 
 from ._fuse import fuse
-from ._iter import aclose, aiter_any, from_sync
+from ._iter import aclose, aiter_any
 from ._runstate import ObservableKind, RunState
 from ._validate import check_int
 from .buffer import Overflow
@@ -100,9 +100,6 @@ DEFAULT_COLLECT_LIMIT = 10_000
 # --------------------------------------------------------------------------------------------
 # sources
 # --------------------------------------------------------------------------------------------
-#: kept for streamnb.grpc.client, which imports this name; use streamnb._iter.from_sync
-_from_sync = from_sync
-
 
 async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]:
     obj = factory()
