@@ -215,7 +215,9 @@ class CallSnapshot:
 
 
 #: What a run's observables return: one frozen dataclass per kind of stage.
-Snapshot = MetricsSnapshot | BufferSnapshot | ConcurrencySnapshot | ResilientSnapshot | CallSnapshot
+Snapshot = (
+    MetricsSnapshot | BufferSnapshot | ConcurrencySnapshot | ResilientSnapshot | CallSnapshot
+)
 
 
 class BufferObservable(Protocol):

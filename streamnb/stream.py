@@ -517,7 +517,9 @@ class Stream(Generic[T]):
         return self.then(WindowOperator(last, seconds, name))
 
     @classmethod
-    def from_run(cls, factory: Callable[[RunState], Iterable[T] | AsyncIterable[T]]) -> Stream[T]:
+    def from_run(
+        cls, factory: Callable[[RunState], Iterable[T] | AsyncIterable[T]]
+    ) -> Stream[T]:
         """A source that sees the run it feeds: ``factory(run)`` is called anew at the first
         pull of every iteration with that iteration's :class:`RunState`, so the source can
         register what it wants to show (``run.observe("call", stats)``) on the run itself -

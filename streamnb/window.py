@@ -41,6 +41,7 @@ TIMESTAMP_COLUMN = "arrived_at"
 _PRUNE_FRACTION = 0.125
 
 
+
 class Window:
     """The most recent items of a stream, bounded by count (``last``) and/or age (``seconds``).
 

@@ -1,8 +1,11 @@
 """Pure formatting and state for the run views (dashboard widget, text line).
 
 Nothing here imports Jupyter, ipywidgets or matplotlib and nothing does I/O: each function
-turns plain values (counts, seconds, :class:`~streamnb.metrics.MetricsSnapshot`) into strings
-or small frozen records that the thin views copy into widgets or print. That keeps every
+turns plain values (counts, seconds, the run's frozen snapshots from
+:mod:`streamnb.metrics` - ``MetricsSnapshot``, ``BufferSnapshot``, ``ConcurrencySnapshot``,
+``ResilientSnapshot``, ``CallSnapshot``) into strings or small frozen records that the thin
+views copy into widgets or print. No live object of a run (a buffer, a worker pool, a call)
+is ever read here: only its snapshot. That keeps every
 decision (what the bar says, which colour it is, when to redraw) unit-testable without a kernel.
 
 Example::
@@ -22,7 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import InvalidTransitionError
-from ..metrics import ConcurrencySnapshot, MetricsSnapshot
+from ..metrics import (
+    BufferSnapshot,
+    CallSnapshot,
+    ConcurrencySnapshot,
+    MetricsSnapshot,
+    ResilientSnapshot,
+)
 from ..window import flatten_item
 
 __all__ = [
@@ -37,7 +46,10 @@ __all__ = [
     "ThroughputHistory",
     "buffer_gauges",
     "buffer_gauges_html",
+    "call_lines",
     "check_transition",
+    "concurrent_html",
+    "concurrent_lines",
     "format_bytes",
     "format_count",
     "format_duration",
@@ -45,6 +57,8 @@ __all__ = [
     "format_rate",
     "progress_for",
     "progress_view",
+    "recovery_html",
+    "resilient_lines",
     "stage_rows",
     "stage_table_html",
     "window_table_html",
@@ -72,6 +86,7 @@ _BAR_STYLE: dict[str, BarStyle] = {
     "failed": "danger",
     "cancelled": "warning",
 }
+
 
 
 def check_transition(old: RunStatus, new: RunStatus) -> RunStatus:
@@ -208,9 +223,11 @@ def progress_view(
 class RunFrame:
     """Everything a view shows at one refresh: a plain, immutable record built by the runner.
 
-    ``items`` counts what the stream delivered to the run; ``stages`` holds the monitored
-    stages' snapshots in pipeline order; ``window_tail`` the last ``(wall_time, item)`` pairs of
-    the run's window (empty without one); ``taken_at`` is ``time.monotonic()``.
+    ``items`` counts what the stream delivered to the run; the snapshot mappings hold what
+    the run registered, by kind and in pipeline order (``it.snapshots(kind)``): ``stages`` the
+    monitors, ``buffers``, ``concurrent`` stages, ``resilient`` sources and gRPC ``calls``.
+    ``window_tail`` the last ``(wall_time, item)`` pairs of the run's window (empty without
+    one); ``taken_at`` is ``time.monotonic()``.
     """
 
     name: str
@@ -222,48 +239,92 @@ class RunFrame:
     stages: Mapping[str, MetricsSnapshot]
     taken_at: float
     window_tail: tuple[tuple[float, Any], ...] = ()
-    concurrent: tuple[ConcurrentStage, ...] = ()
+    buffers: Mapping[str, BufferSnapshot] = field(default_factory=dict)
+    concurrent: Mapping[str, ConcurrencySnapshot] = field(default_factory=dict)
+    resilient: Mapping[str, ResilientSnapshot] = field(default_factory=dict)
+    calls: Mapping[str, CallSnapshot] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class ConcurrentStage:
-    """A ``map(concurrency=N)`` stage: calls in flight now and at most, and - for a stage on
-    a Dask cluster - the cluster's dashboard link."""
-
-    name: str
-    in_flight: int
-    max_in_flight: int
-    concurrency: int
-    dashboard_link: str | None = None
-
-
-def concurrent_stages(stages: Mapping[str, ConcurrencySnapshot]) -> tuple[ConcurrentStage, ...]:
-    """Rows for the concurrent stages of a run, from their snapshots (``iteration.stages``).
-
-    A snapshot carries the executor's ``dashboard_link`` when it has one (Dask); nothing here
-    imports Dask.
-    """
-    return tuple(
-        ConcurrentStage(
-            name, snap.in_flight, snap.max_in_flight, snap.concurrency, snap.dashboard_link
-        )
-        for name, snap in stages.items()
+# -- concurrent stages, resilient sources, gRPC calls: one compact line each ------------------
+def _concurrent_figures(c: ConcurrencySnapshot) -> str:
+    text = (
+        f"{c.in_flight}/{c.concurrency} in flight (max {c.max_in_flight}), "
+        f"{format_count(c.completed)} done"
     )
+    if c.failed:
+        text += f", {format_count(c.failed)} failed"
+    if c.executor:
+        text += f" · {c.executor}"
+    return text
 
 
-def concurrent_html(rows: Sequence[ConcurrentStage]) -> str:
-    """One line per concurrent stage: ``map(f): 3/4 in flight (max 4) · dashboard``."""
-    lines = []
-    for r in rows:
+def concurrent_lines(snaps: Iterable[ConcurrencySnapshot]) -> list[str]:
+    """``map(f): 3/4 in flight (max 4), 120 done, 1 failed · dask`` per concurrent stage."""
+    return [f"{c.name}: {_concurrent_figures(c)}" for c in snaps]
+
+
+def concurrent_html(snaps: Iterable[ConcurrencySnapshot]) -> str:
+    """:func:`concurrent_lines` as HTML, with a link to the cluster's dashboard when the
+    stage's executor has one (a Dask cluster); nothing here imports Dask."""
+    out = []
+    for c in snaps:
         link = ""
-        if r.dashboard_link:
-            url = html.escape(r.dashboard_link, quote=True)
+        if c.dashboard_link:
+            url = html.escape(c.dashboard_link, quote=True)
             link = f' · <a href="{url}" target="_blank">cluster dashboard</a>'
-        lines.append(
-            f"<div><code>{html.escape(r.name)}</code>: {r.in_flight}/{r.concurrency} in flight "
-            f"(max {r.max_in_flight}){link}</div>"
+        out.append(
+            f'<div class="streamnb-concurrent"><code>{html.escape(c.name)}</code>: '
+            f"{html.escape(_concurrent_figures(c))}{link}</div>"
         )
-    return "".join(lines)
+    return "".join(out)
+
+
+def resilient_lines(snaps: Iterable[ResilientSnapshot]) -> list[str]:
+    """``feed: 3,000 delivered · 2 reconnects after 2 failures (last: ...)`` per source."""
+    lines = []
+    for r in snaps:
+        line = f"{r.name}: {format_count(r.delivered)} delivered"
+        line += f" · {format_count(r.reconnects)} reconnect{'s' if r.reconnects != 1 else ''}"
+        line += f" after {format_count(r.failures)} failure{'s' if r.failures != 1 else ''}"
+        if r.last_error:
+            line += f" (last: {_short(r.last_error, 80)})"
+        lines.append(line)
+    return lines
+
+
+def call_lines(snaps: Iterable[CallSnapshot]) -> list[str]:
+    """``/pkg.Svc/Method (server_stream): 3,000 received (1.2k/s), 1 sent, ... OK`` per call."""
+    lines = []
+    for c in snaps:
+        line = (
+            f"{c.method or c.name} ({c.shape}): {format_count(c.received)} received "
+            f"({format_rate(c.rate)}, {format_bytes(c.bytes_received)}), "
+            f"{format_count(c.sent)} sent"
+        )
+        if c.errors or c.decode_errors:
+            line += f", {format_count(c.errors)} errors ({format_count(c.decode_errors)} decode)"
+        if c.reconnects:
+            line += f", {format_count(c.reconnects)} reconnects"
+        line += f" · {c.code or 'running'}"
+        lines.append(line)
+    return lines
+
+
+def recovery_html(
+    resilient: Iterable[ResilientSnapshot], calls: Iterable[CallSnapshot]
+) -> str:
+    """The resilient sources' and gRPC calls' lines as HTML; a source that has failed is
+    orange, a call that ended with an error code red; '' when there are none."""
+    out = []
+    for r, line in zip(rs := list(resilient), resilient_lines(rs), strict=True):
+        colour = "color:#ef6c00;" if r.failures else ""
+        out.append(f'<div class="streamnb-resilient" style="{colour}">{html.escape(line)}</div>')
+    for c, line in zip(cs := list(calls), call_lines(cs), strict=True):
+        colour = "color:#c62828;" if c.code not in (None, "OK") else ""
+        out.append(f'<div class="streamnb-call" style="{colour}">{html.escape(line)}</div>')
+    if not out:
+        return ""
+    return '<div style="font-family:monospace;font-size:12px;">' + "".join(out) + "</div>"
 
 
 def progress_for(frame: RunFrame) -> ProgressView:
@@ -361,15 +422,13 @@ class BufferGauge:
     bar_style: BarStyle
 
 
-def buffer_gauges(snapshots: Mapping[str, MetricsSnapshot]) -> list[BufferGauge]:
-    """A gauge per snapshot that describes a buffer (the others are skipped)."""
+def buffer_gauges(snapshots: Mapping[str, BufferSnapshot]) -> list[BufferGauge]:
+    """A gauge per buffer of the run (``it.snapshots("buffer")``), in pipeline order."""
     gauges = []
     for snap in snapshots.values():
-        if snap.buffer_capacity is None:
-            continue
-        cap = snap.buffer_capacity
-        depth = snap.buffer_depth or 0
-        high = snap.buffer_high_water or 0
+        cap = snap.capacity
+        depth = snap.depth
+        high = snap.high_water
         frac = min(1.0, depth / cap) if cap > 0 else 0.0
         style: BarStyle = "danger" if frac >= 1.0 else ("warning" if frac >= 0.8 else "info")
         text = f"{format_count(depth)}/{format_count(cap)} · high-water {format_count(high)}"

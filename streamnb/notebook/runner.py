@@ -29,32 +29,43 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Unpack
 
+from .._clock import AdaptiveStep
 from .._log import get_logger
-from ..errors import NoWindowError, PipelineStoppedError, UsageError
-from ..metrics import MetricsSnapshot
-from . import _env
-from ._format import (
-    FINISHED,
-    ConcurrentStage,
-    RunFrame,
-    RunStatus,
-    check_transition,
-    concurrent_stages,
+from ..errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    NoWindowError,
+    PipelineStoppedError,
+    UsageError,
 )
+from ..metrics import (
+    BufferSnapshot,
+    CallSnapshot,
+    ConcurrencySnapshot,
+    MetricsSnapshot,
+    ResilientSnapshot,
+    Snapshot,
+)
+from . import _env
+from ._format import FINISHED, RunFrame, RunStatus, check_transition
 from ._text import TextProgress, text_line
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .._runstate import ObservableKind
+    from ..stream import RunOptions  # typing only: stream imports this module late
     from ..window import Window
 
 __all__ = [
     "DEFAULT_REFRESH",
+    "RUN_OPTION_NAMES",
     "NoWindowError",
     "Run",
     "RunSummary",
@@ -68,12 +79,31 @@ _log = get_logger("streamnb.notebook")
 
 #: Dashboard refreshes per second unless ``refresh=`` says otherwise.
 DEFAULT_REFRESH = 4.0
-_CHECK_INTERVAL = 0.005  # target seconds between two looks at the clock in the consumer loop
+_CHECK_INTERVAL = 0.005  # target seconds between two looks at the clock (AdaptiveStep)
 _YIELD_INTERVAL = 0.02  # the consumer lets the loop run at least this often
 _MAX_CHECK_STEP = 1024
 
+_S = TypeVar("_S", bound=Snapshot)
 _RUNS: dict[str, Run] = {}
 _counter = itertools.count(1)
+
+
+#: RunOptions (defined with Stream, which types its run/start/run_sync with it) is the one
+#: keyword list of a run; its keys are checked up front.
+#: (Written out here: importing streamnb.stream at run time would close an import cycle;
+#: a test checks that the two agree.)
+RUN_OPTION_NAMES: frozenset[str] = frozenset({"name", "total", "refresh", "display", "window"})
+_OPTION_NAMES = RUN_OPTION_NAMES
+
+
+def _check_options(where: str, options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - _OPTION_NAMES)
+    if unknown:
+        raise ArgumentTypeError(
+            f"{where}() got unknown keyword(s) {', '.join(unknown)}; a run takes "
+            f"{', '.join(sorted(_OPTION_NAMES))} (see streamnb.stream.RunOptions)"
+        )
+
 
 
 class _View(Protocol):
@@ -106,28 +136,52 @@ class Run:
     ``status`` is one of pending, running, paused, done, failed, cancelled. ``await handle``
     returns the :class:`RunSummary`, raises the failure's exception, or raises
     :class:`~streamnb.errors.PipelineStoppedError` (with ``.summary``) when it was stopped.
-    In a notebook the handle displays as its dashboard.
+    In a notebook the handle displays as its dashboard. The keywords are :class:`RunOptions`
+    (normally you call :func:`start` or :func:`run`, which build the handle).
     """
 
-    def __init__(
-        self,
-        stream: Any,
-        *,
-        name: str,
-        total: int | None = None,
-        refresh: float = DEFAULT_REFRESH,
-        display: bool | str = True,
-        window: str | bool | None = None,
-    ) -> None:
-        if refresh <= 0:
-            raise ValueError(f"run {name!r}: refresh must be > 0 Hz, got {refresh!r}")
-        if total is not None and total < 0:
-            raise ValueError(f"run {name!r}: total must be >= 0, got {total!r}")
+    def __init__(self, stream: Any, **options: Unpack[RunOptions]) -> None:
+        _check_options("Run", options)
+        if not hasattr(stream, "open"):
+            raise ArgumentTypeError(
+                f"run/start expects a streamnb Stream (with .open()), got {type(stream).__name__}"
+            )
+        name = options.get("name")
+        if name is None:
+            cell = _env.current_cell_key()
+            name = f"cell:{cell}" if cell else f"run-{next(_counter)}"
+        elif not isinstance(name, str):
+            raise ArgumentTypeError(
+                f"run(name={name!r}): expected a str, got {type(name).__name__}"
+            )
+        refresh: Any = options.get("refresh", DEFAULT_REFRESH)
+        if isinstance(refresh, bool) or not isinstance(refresh, int | float):
+            raise ArgumentTypeError(
+                f"run {name!r}: refresh must be a number of Hz, got {type(refresh).__name__}"
+            )
+        if not (refresh > 0 and math.isfinite(refresh)):
+            raise InvalidArgumentError(
+                f"run {name!r}: refresh must be > 0 Hz and finite, got {refresh!r}"
+            )
+        total: Any = options.get("total")
+        if total is not None:
+            if isinstance(total, bool) or not isinstance(total, int):
+                raise ArgumentTypeError(
+                    f"run {name!r}: total must be an int (items), got {type(total).__name__}"
+                )
+            if total < 0:
+                raise InvalidArgumentError(f"run {name!r}: total must be >= 0, got {total!r}")
+        window: Any = options.get("window")
+        if not (window is None or isinstance(window, str | bool)):
+            raise ArgumentTypeError(
+                f"run {name!r}: window must be a window's name, False or None, "
+                f"got {type(window).__name__}"
+            )
         self.stream = stream
         self.name = name
         self.total = total
         self.refresh = float(refresh)
-        self.mode = _env.display_mode(display)
+        self.mode = _env.display_mode(options.get("display", True))
         self._window_choice = window
         self._status: RunStatus = "pending"
         self._items = 0
@@ -190,10 +244,20 @@ class Run:
         """The monitored stages' snapshots, live while running, final afterwards."""
         if self._final_metrics is not None:
             return dict(self._final_metrics)
+        return self._snapshots("monitor", MetricsSnapshot)
+
+    def snapshots(self, kind: ObservableKind | None = None) -> dict[str, Snapshot]:
+        """The run's frozen snapshots (of one ``kind``, or all): ``it.snapshots(kind)`` of
+        the iteration it runs, live while running, final afterwards; ``{}`` before it opened.
+        """
+        it = self._iteration
+        return {} if it is None else dict(it.snapshots(kind))
+
+    def _snapshots(self, kind: ObservableKind, cls: type[_S]) -> dict[str, _S]:
         it = self._iteration
         if it is None:
             return {}
-        return dict(it.metrics())
+        return {n: s for n, s in it.snapshots(kind).items() if isinstance(s, cls)}
 
     # -- the window -------------------------------------------------------------------------
     @property
@@ -300,11 +364,7 @@ class Run:
                     self._window = None
             if self._window is not None:
                 window_tail = tuple(self._window.tail(5))
-        concurrent: tuple[ConcurrentStage, ...] = ()
-        if self.mode == "widget" and self._iteration is not None:
-            concurrent = concurrent_stages(self._iteration.stages)
         return RunFrame(
-            concurrent=concurrent,
             name=self.name,
             status=self._status,
             items=self._items,
@@ -314,6 +374,10 @@ class Run:
             stages=self.metrics(),
             taken_at=time.monotonic(),
             window_tail=window_tail,
+            buffers=self._snapshots("buffer", BufferSnapshot),
+            concurrent=self._snapshots("concurrency", ConcurrencySnapshot),
+            resilient=self._snapshots("resilient", ResilientSnapshot),
+            calls=self._snapshots("call", CallSnapshot),
         )
 
     def _make_view(self) -> _View | None:
@@ -424,9 +488,9 @@ class Run:
         clock = time.monotonic
         n = 0
         last: Any = None
-        step = 1
         next_check = 1
-        last_check = next_yield = clock()
+        next_yield = clock()
+        pace = AdaptiveStep(_CHECK_INTERVAL, _MAX_CHECK_STEP, now=next_yield)
         try:
             async for item in it:
                 n += 1
@@ -435,16 +499,11 @@ class Run:
                     self._items = n
                     self._last = last
                     now = clock()
-                    gap = now - last_check
-                    last_check = now
-                    if gap < _CHECK_INTERVAL / 2:
-                        step = min(step * 2, _MAX_CHECK_STEP)
-                    elif gap > _CHECK_INTERVAL * 2 and step > 1:
-                        step //= 2
-                    next_check = n + step
+                    next_check = n + pace.update(now)
                     if self._pause_requested:
                         await self._paused()
-                        last_check = next_yield = clock()
+                        next_yield = clock()
+                        pace.reset(next_yield)  # the pause is no part of the stream's pace
                     elif now >= next_yield:
                         await asyncio.sleep(0)
                         next_yield = clock() + _YIELD_INTERVAL
@@ -477,9 +536,8 @@ class Run:
         self._t_end = time.monotonic()
         if self._t0 is None:
             self._t0 = self._t_end
-        it = self._iteration
         try:
-            self._final_metrics = dict(it.metrics()) if it is not None else {}
+            self._final_metrics = self._snapshots("monitor", MetricsSnapshot)
         except Exception as exc:  # keep the outcome; name the problem
             _log.error("streamnb.notebook.metrics_failed", run=self.name, error=repr(exc))
             self._final_metrics = {}
@@ -516,23 +574,10 @@ def active_runs() -> dict[str, Run]:
     return {name: r for name, r in _RUNS.items() if not r.done}
 
 
-def _prepare(
-    stream: Any,
-    *,
-    name: str | None,
-    total: int | None,
-    refresh: float,
-    display: bool | str,
-    window: str | bool | None,
-) -> Run:
-    if not hasattr(stream, "open"):
-        raise TypeError(
-            f"run/start expects a streamnb Stream (with .open()), got {type(stream).__name__}"
-        )
-    if name is None:
-        cell = _env.current_cell_key()
-        name = f"cell:{cell}" if cell else f"run-{next(_counter)}"
-    handle = Run(stream, name=name, total=total, refresh=refresh, display=display, window=window)
+def _prepare(where: str, stream: Any, options: RunOptions) -> Run:
+    _check_options(where, options)
+    handle = Run(stream, **options)
+    name = handle.name
     old = _RUNS.get(name)
     if old is not None and not old.done:
         old_task = old._task
@@ -545,22 +590,23 @@ def _prepare(
     return handle
 
 
-def start(
-    stream: Any,
-    *,
-    name: str | None = None,
-    total: int | None = None,
-    refresh: float = DEFAULT_REFRESH,
-    display: bool | str = True,
-    window: str | bool | None = None,
-) -> Run:
+def start(stream: Any, **options: Unpack[RunOptions]) -> Run:
     """Run ``stream`` in the background on the running event loop; return its :class:`Run` now.
 
-    ``name`` identifies the run: a run already going under that name is stopped first.
-    ``total`` (items) gives the progress bar an end and an ETA; ``refresh`` is the dashboard's
-    rate in Hz; ``display`` is True (widget in a notebook, text line elsewhere), False,
-    ``"widget"`` or ``"text"``; ``window`` names the window whose tail the dashboard shows
-    (default: the first; False: none). Needs a running loop (a notebook cell, async code).
+    The keywords are :class:`RunOptions`, the same for :func:`run`, :func:`run_sync`,
+    :class:`Run` and ``Stream.run/start/run_sync``:
+
+    * ``name`` - identifies the run; a run still going under that name is stopped first.
+      Default: the notebook cell's id (JupyterLab sends it), else ``run-<n>``.
+    * ``total`` - the number of items expected: the progress bar's end and an ETA.
+    * ``refresh`` - refreshes per second of the dashboard / text line (4 Hz).
+    * ``display`` - True/``"auto"`` (widget in a notebook, text line elsewhere;
+      ``STREAMNB_DISPLAY`` overrides the guess), False/``"none"``, ``"widget"``, ``"text"``.
+    * ``window`` - the window whose tail the dashboard shows and ``to_pandas()`` reads
+      (default: the stream's first); False: none.
+
+    Unknown keywords and bad values are refused up front (a ``UsageError``). Needs a running
+    loop (a notebook cell, async code).
 
     Example::
 
@@ -574,51 +620,32 @@ def start(
             "start() needs a running event loop (a notebook cell or async code); "
             "in a plain script use run_sync(stream) or asyncio.run(run(stream))"
         ) from None
-    handle = _prepare(
-        stream, name=name, total=total, refresh=refresh, display=display, window=window
-    )
+    handle = _prepare("start", stream, options)
     handle._task = loop.create_task(handle._main(), name=f"streamnb.run:{handle.name}")
     return handle
 
 
-async def run(
-    stream: Any,
-    *,
-    name: str | None = None,
-    total: int | None = None,
-    refresh: float = DEFAULT_REFRESH,
-    display: bool | str = True,
-    window: str | bool | None = None,
-) -> RunSummary:
+async def run(stream: Any, **options: Unpack[RunOptions]) -> RunSummary:
     """Run ``stream`` to its end in the current task, showing it live; return the summary.
 
-    Same arguments as :func:`start`. Raises the failure's exception if the stream failed and
-    :class:`~streamnb.errors.PipelineStoppedError` if it was stopped (button, ``stop()``); a
-    kernel interrupt or Ctrl-C closes the stream and propagates.
+    The primary entry point, like ``tqdm(iterable)``: ``await run(stream, total=n)``. The
+    keywords are :class:`RunOptions`, as for :func:`start`. Raises the failure's exception if
+    the stream failed and :class:`~streamnb.errors.PipelineStoppedError` if it was stopped
+    (button, ``stop()``); a kernel interrupt or Ctrl-C closes the stream and propagates.
 
     Example::
 
         summary = await run(Stream(range(1000)).map(str).monitor("s"))
         summary.items      # 1000
     """
-    handle = _prepare(
-        stream, name=name, total=total, refresh=refresh, display=display, window=window
-    )
+    handle = _prepare("run", stream, options)
     handle._task = asyncio.current_task()
     summary = await handle._main()
     return handle._result_or_raise(summary)
 
 
-def run_sync(
-    stream: Any,
-    *,
-    name: str | None = None,
-    total: int | None = None,
-    refresh: float = DEFAULT_REFRESH,
-    display: bool | str = True,
-    window: str | bool | None = None,
-) -> RunSummary:
-    """Blocking :func:`run` for synchronous code.
+def run_sync(stream: Any, **options: Unpack[RunOptions]) -> RunSummary:
+    """Blocking :func:`run` for synchronous code (keywords: :class:`RunOptions`).
 
     Without a running loop (a script) it uses ``asyncio.run``; inside a running loop (a
     notebook cell that is not async) it applies ``nest_asyncio`` to that loop and runs there.
@@ -628,21 +655,15 @@ def run_sync(
 
         summary = run_sync(Stream(range(1000)).monitor("n"), display=False)
     """
-    coro_kwargs: dict[str, Any] = {
-        "name": name,
-        "total": total,
-        "refresh": refresh,
-        "display": display,
-        "window": window,
-    }
+    _check_options("run_sync", options)
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run(stream, **coro_kwargs))
+        return asyncio.run(run(stream, **options))
     import nest_asyncio
 
     nest_asyncio.apply(loop)
-    task = loop.create_task(run(stream, **coro_kwargs))
+    task = loop.create_task(run(stream, **options))
     try:
         return loop.run_until_complete(task)
     except BaseException:
