@@ -18,6 +18,7 @@ Example::
     asyncio.run(main())
 """
 
+from ._tasks import running_tasks
 from .buffer import Overflow
 from .errors import (
     ArgumentTypeError,
@@ -100,4 +101,5 @@ __all__ = [
     "WindowConfigError",
     "__version__",
     "default_retryable",
+    "running_tasks",
 ]

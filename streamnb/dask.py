@@ -72,9 +72,16 @@ What it adds over ``client.get_executor()`` (which also works with ``map(executo
 * **Background cost.** On a small LocalCluster, ``distributed.worker.profile.enabled:
   False`` and ``distributed.scheduler.work-stealing: False`` trim Dask's own periodic work.
 * **Live figures**: :meth:`DaskExecutor.info` returns a :class:`DaskStageInfo` (futures in
-  flight on the cluster, the highest number seen, counts, the dashboard link), and
-  :func:`stage_infos` lists those of every open executor for a dashboard. The grouping shows
-  there: tasks sent, calls per task, seconds per task and per call, the current target.
+  flight on the cluster, the highest number seen, counts, the dashboard link, and the
+  grouping: tasks sent, calls per task, seconds per task and per call, the current target).
+  In a run, the stage that uses the executor reports it like any concurrent stage - through
+  the run, as a ``ConcurrencySnapshot`` naming the executor and carrying its
+  ``dashboard_link`` - so the notebook dashboard shows the cluster dashboard's link;
+  :meth:`DaskExecutor.snapshot` has the grouping figures. Nothing is kept in a process-wide
+  registry.
+* **Quiet logs.** ``streamnb.dask.open`` / ``streamnb.dask.close`` are info events of
+  streamnb's logger (``streamnb._log``): a notebook that configured no logging sees only
+  warnings and errors, not a line per executor in its cells.
 
 Backpressure reaches the cluster through the stage: ``map(concurrency=N)`` never has more
 than N calls outstanding, and each finished task is released before its results are
@@ -106,7 +113,6 @@ import os
 import threading
 import time
 import uuid
-import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -114,30 +120,28 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
 import distributed
-import structlog
 from dask.utils import funcname
 from distributed import Client
 from distributed import Future as DaskFuture
 from tblib import Traceback  # type: ignore[import-untyped]
 
 from ._dask_worker import Outcome, run_calls
+from ._log import get_logger
 from ._validate import check_int, check_seconds
 from .errors import ArgumentTypeError, DaskStageError
 
-__all__ = ["DaskExecutor", "DaskStageError", "DaskStageInfo", "stage_infos"]
+__all__ = ["DaskExecutor", "DaskStageError", "DaskStageInfo"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_log = structlog.get_logger("streamnb.dask")
+_log = get_logger("streamnb.dask")
 
 #: Keyword names that ``Client.submit`` keeps for itself: a scattered keyword cannot use them.
 _RESERVED = frozenset(inspect.signature(Client.submit).parameters) - {"self", "func", "args"}
 #: Frames from here are the local waiting machinery, not the remote call.
 _DISTRIBUTED_DIR = os.path.dirname(os.path.abspath(distributed.__file__)) + os.sep
 _THIS_FILE = os.path.abspath(__file__)
-
-_live: weakref.WeakSet[DaskExecutor] = weakref.WeakSet()
 
 #: Most calls in one task (a tiny function would otherwise ask for thousands).
 _MAX_BATCH = 1000
@@ -335,8 +339,7 @@ class DaskExecutor(cf.Executor):
             raise
         self._threads_at = time.monotonic()
         cast(Any, client).loop.add_callback(self._refresh_threads)  # tasks that keep it busy
-        self.dashboard_link = _dashboard_link(client)
-        _live.add(self)
+        self._dashboard_link = _dashboard_link(client)
         _log.info(
             "streamnb.dask.open",
             executor=name,
@@ -719,7 +722,6 @@ class DaskExecutor(cf.Executor):
                 "asynchronous client runs on; use 'await executor.aclose()'"
             )
         self._closed = True
-        _live.discard(self)
         if cancel_futures:
             self._cancel_all()
         else:
@@ -735,7 +737,6 @@ class DaskExecutor(cf.Executor):
         go of it, release the scattered data. Safe to call more than once. (If the client
         itself has hung, bound the wait with ``async with asyncio.timeout(s)``.)"""
         self._closed = True
-        _live.discard(self)
         self._cancel_all()
         loop = asyncio.get_running_loop()
         idle: asyncio.Future[None] = loop.create_future()
@@ -785,6 +786,7 @@ class DaskExecutor(cf.Executor):
 
     @property
     def max_in_flight(self) -> int:
+        """The most calls this executor has held at once (never above the stage's concurrency)."""
         return self._max_in_flight
 
     @property
@@ -796,6 +798,15 @@ class DaskExecutor(cf.Executor):
         with self._lock:
             size = self._size() or 1
             return size * 2 * self._threads
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The cluster dashboard's URL (None when the scheduler serves none).
+
+        A run's concurrent stage reads it from its executor for its ``ConcurrencySnapshot``,
+        so the notebook dashboard links to the cluster's.
+        """
+        return self._dashboard_link
 
     def info(self) -> DaskStageInfo:
         """A :class:`DaskStageInfo` snapshot (cheap: no call to the scheduler)."""
@@ -827,16 +838,6 @@ class DaskExecutor(cf.Executor):
 
     def __repr__(self) -> str:
         return f"DaskExecutor({self.name!r}, in_flight={self.in_flight}, closed={self._closed})"
-
-
-def stage_infos() -> list[DaskStageInfo]:
-    """Snapshots of every open :class:`DaskExecutor` in this process, by name.
-
-    The hook for a dashboard: it can show each one's in-flight count and the cluster's
-    dashboard link without holding the executors (``sys.modules.get("streamnb.dask")``
-    tells whether any can exist, without importing ``distributed``).
-    """
-    return sorted((ex.info() for ex in list(_live)), key=lambda i: i.name)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -190,5 +190,6 @@ def test_error_tree_in_the_docstring_matches_the_classes() -> None:
 def test_misuse_errors_are_also_value_or_type_errors() -> None:
     from streamnb.errors import ArgumentTypeError, InvalidArgumentError, UsageError
 
-    assert issubclass(InvalidArgumentError, ValueError) and issubclass(InvalidArgumentError, UsageError)
+    assert issubclass(InvalidArgumentError, ValueError)
+    assert issubclass(InvalidArgumentError, UsageError)
     assert issubclass(ArgumentTypeError, TypeError) and issubclass(ArgumentTypeError, UsageError)

@@ -15,6 +15,8 @@ import importlib.util
 import os
 from typing import Any, Literal
 
+from ..errors import InvalidArgumentError
+
 __all__ = [
     "DisplayMode",
     "current_cell_key",
@@ -52,7 +54,8 @@ def in_notebook() -> bool:
 def display_mode(requested: bool | str = True) -> DisplayMode:
     """Resolve a ``display=`` argument: ``True``/``"auto"`` guesses, ``False`` means none.
 
-    Raises ``ValueError`` for an unknown mode string.
+    Raises :class:`~streamnb.errors.InvalidArgumentError` (a ``ValueError``) for an unknown
+    mode.
     """
     if requested is False or requested == "none":
         return "none"
@@ -63,7 +66,9 @@ def display_mode(requested: bool | str = True) -> DisplayMode:
         return "widget" if in_notebook() else "text"
     if requested in ("widget", "text"):
         return requested  # type: ignore[return-value]
-    raise ValueError(f"display={requested!r}: use True (auto), False, 'widget', 'text' or 'none'")
+    raise InvalidArgumentError(
+        f"display={requested!r}: use True (auto), False, 'widget', 'text' or 'none'"
+    )
 
 
 def _parent() -> dict[str, Any]:

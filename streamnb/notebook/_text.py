@@ -2,7 +2,8 @@
 
 On a terminal (a TTY) the line is redrawn in place with ``\\r`` at the run's refresh rate; in a
 log (not a TTY) a new line is written at most every ``log_interval`` seconds so that CI logs stay
-short. The final state is always written, followed by one line per monitored stage.
+short. The final state is always written, followed by one line per monitored stage, then one
+compact line per resilient source (reconnects, failures) and per gRPC call (counters).
 
 Example::
 
@@ -16,7 +17,15 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from ._format import RunFrame, format_latency, format_rate, progress_for, stage_rows
+from ._format import (
+    RunFrame,
+    call_lines,
+    format_latency,
+    format_rate,
+    progress_for,
+    resilient_lines,
+    stage_rows,
+)
 
 __all__ = ["TextProgress", "text_line"]
 
@@ -85,6 +94,10 @@ class TextProgress:
                 f"{format_rate(snap.rate)}, errors {row.errors}, dropped {row.dropped}, "
                 f"latency {format_latency(snap.latency)}\n"
             )
+        for line in resilient_lines(frame.resilient.values()):
+            self.file.write(f"  resilient {line}\n")
+        for line in call_lines(frame.calls.values()):
+            self.file.write(f"  call {line}\n")
         self.file.flush()
 
     def _redraw(self, line: str) -> None:

@@ -1,5 +1,9 @@
 """The live dashboard of a run: a thin ipywidgets + matplotlib view over :class:`RunFrame`.
 
+It shows only what the run's snapshots say (monitors' stage table, buffer gauges, concurrent
+stages with a cluster link, resilient sources' reconnects and failures, gRPC call counters),
+never a live object of the run.
+
 Every decision (texts, colours, fractions, what to plot, when to redraw) comes from the pure
 helpers in :mod:`streamnb.notebook._format`; this module only copies their results into
 widgets. The runner calls :meth:`Dashboard.update` from a timer a few times a second (never per
@@ -39,6 +43,7 @@ from ._format import (
     buffer_gauges_html,
     concurrent_html,
     progress_for,
+    recovery_html,
     stage_rows,
     stage_table_html,
     window_table_html,
@@ -214,8 +219,9 @@ class Dashboard:
         self.history.add(frame.taken_at, counts)
         parts = [
             stage_table_html(stage_rows(frame.stages)),
-            buffer_gauges_html(buffer_gauges(frame.stages)),
-            concurrent_html(frame.concurrent),
+            buffer_gauges_html(buffer_gauges(frame.buffers)),
+            concurrent_html(frame.concurrent.values()),
+            recovery_html(frame.resilient.values(), frame.calls.values()),
         ]
         if self.show_window and frame.window_tail:
             parts.append(window_table_html(frame.window_tail[-self.show_window :]))

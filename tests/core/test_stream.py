@@ -682,14 +682,17 @@ async def test_take_while_then_batch_emits_the_partial_chunk() -> None:
 
 
 def test_run_options_are_the_runner_keywords_written_once() -> None:
-    # Stream.run/start/run_sync take **options: Unpack[RunOptions]; the notebook runner's
-    # functions take the same keywords explicitly: the two lists must not drift apart
+    # Stream.run/start/run_sync and the notebook runner's run/start/run_sync/Run all take
+    # **options: Unpack[RunOptions] - the same TypedDict, so the lists cannot drift apart
     import inspect
 
     from streamnb.notebook import runner
-    from streamnb.stream import RunOptions
+    from streamnb.stream import RunOptions, Stream
 
-    for fn in (runner.run, runner.start, runner.run_sync):
-        params = inspect.signature(fn).parameters.values()
-        keywords = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
-        assert keywords == list(RunOptions.__annotations__), fn.__name__
+    assert runner.RUN_OPTION_NAMES == set(RunOptions.__annotations__)
+    for fn in (runner.run, runner.start, runner.run_sync, runner.Run, Stream.run, Stream.start):
+        params = list(inspect.signature(fn).parameters.values())
+        var_kw = [p for p in params if p.kind is p.VAR_KEYWORD]
+        assert [p.name for p in var_kw] == ["options"], fn.__name__
+        assert "Unpack[RunOptions]" in str(var_kw[0].annotation), fn.__name__
+        assert not [p for p in params if p.kind is p.KEYWORD_ONLY], fn.__name__

@@ -24,7 +24,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from streamnb import DeadLetter, RetryPolicy, Stream
-from streamnb.dask import DaskExecutor, DaskStageError, stage_infos
+from streamnb.dask import DaskExecutor, DaskStageError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -198,13 +198,12 @@ async def test_cancelling_the_consumer_task_cancels_outstanding_futures(client: 
 
 async def test_aclose_cancels_direct_submissions_and_refuses_new_ones(client: Client) -> None:
     ex = DaskExecutor(client, name="direct")
-    assert ex.info() in stage_infos()
+    assert not ex.info().closed
     futures = [ex.submit(tasks.nap, i) for i in range(3)]
     assert ex.in_flight == 3
     await ex.aclose()
     assert all(f.cancelled() for f in futures)
     assert ex.in_flight == 0 and ex.info().closed
-    assert all(i.name != "direct" for i in stage_infos())
     with pytest.raises(DaskStageError, match="shut down"):
         ex.submit(tasks.nap, 0)
     await _released(client, "nap")
@@ -267,6 +266,68 @@ async def test_info_carries_the_dashboard_link(client: Client) -> None:
     assert info.dashboard_link is not None
     assert info.dashboard_link.startswith("http://127.0.0.1:")
     assert "in flight" in str(info) and info.as_dict()["dashboard_link"] == info.dashboard_link
+    assert ex.dashboard_link == info.dashboard_link  # what a run's concurrency snapshot reads
+    with pytest.raises(AttributeError):
+        ex.dashboard_link = "http://elsewhere"  # type: ignore[misc]
+
+
+async def test_the_run_reports_the_executor_and_its_dashboard_link(client: Client) -> None:
+    """A Dask stage's figures reach the dashboard through the run's concurrency snapshot."""
+    from streamnb.metrics import ConcurrencySnapshot
+    from streamnb.notebook._format import concurrent_html
+
+    async with DaskExecutor(client, name="cluster") as ex:
+        s = Stream(range(12)).map(tasks.busy, executor=ex, concurrency=3, name="remote")
+        async with s.open() as it:
+            async for _ in it:
+                pass
+            snap = it.snapshots("concurrency")["remote"]
+    assert isinstance(snap, ConcurrencySnapshot)
+    assert snap.executor == "cluster" and snap.concurrency == 3
+    assert snap.completed == 12 and 1 <= snap.max_in_flight <= 3
+    assert snap.dashboard_link == client.dashboard_link
+    html = concurrent_html([snap])
+    assert f'href="{client.dashboard_link}"' in html and "· cluster" in html
+
+
+def test_no_process_wide_registry_of_executors() -> None:
+    import streamnb.dask as module
+
+    assert not hasattr(module, "stage_infos") and not hasattr(module, "_live")
+
+
+_LOG_SCRIPT = """
+import logging, sys
+from distributed import Client, LocalCluster
+if sys.argv[1] == "configured":
+    import structlog
+    structlog.configure(
+        processors=[structlog.processors.KeyValueRenderer(key_order=["event"])],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+    )
+from streamnb.dask import DaskExecutor
+with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+    with Client(cluster) as client:
+        with DaskExecutor(client, name="quiet") as ex:
+            assert ex.submit(abs, -3).result(timeout=30) == 3
+print("ran")
+"""
+
+
+@pytest.mark.parametrize("mode", ["default", "configured"])
+def test_info_events_print_only_when_logging_asks_for_them(mode: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _LOG_SCRIPT, mode], capture_output=True, text=True, timeout=90
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ran" in out.stdout
+    printed = out.stdout + out.stderr
+    if mode == "default":  # a notebook that set up nothing: no info line in its cell
+        assert "streamnb.dask" not in printed, printed[-2000:]
+    else:
+        assert "event='streamnb.dask.open'" in out.stdout, printed[-2000:]
+        assert "event='streamnb.dask.close'" in out.stdout
 
 
 def test_import_streamnb_does_not_import_distributed() -> None:

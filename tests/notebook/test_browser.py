@@ -26,7 +26,11 @@ import nbformat
 from playwright.sync_api import Page, sync_playwright
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
+#: The browser to drive: STREAMNB_CHROMIUM, else Debian's Chromium, else (None) Playwright's
+#: own build - whichever scripts/setup-tests.sh (the README's test command) installed.
+CHROMIUM: str | None = os.environ.get("STREAMNB_CHROMIUM") or (
+    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -190,7 +194,13 @@ def test_dashboard_runs_live_in_jupyterlab(tmp_path: Path) -> None:
     shot = tmp_path / "dashboard.png"
 
     with jupyterlab(root, tmp_path / "jupyterlab.log") as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except Exception as exc:  # no browser at all: say how to get one (the test still fails)
+            raise AssertionError(
+                f"cannot start Chromium ({CHROMIUM or 'Playwright-managed'}): run "
+                "'bash scripts/setup-tests.sh' (the README's test command) to install one"
+            ) from exc
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(60_000)

@@ -9,7 +9,7 @@ import pytest
 
 from streamnb.notebook.dashboard import Dashboard
 
-from .helpers import frame, snap
+from .helpers import buffer_snap, call_snap, frame, resilient_snap, snap
 
 
 def count_sends(dash: Dashboard) -> dict[str, int]:
@@ -75,16 +75,26 @@ def test_buttons_call_back_and_pause_label_follows_status(dash: Dashboard) -> No
 
 
 def test_buffer_gauges_show_depth_and_high_water(dash: Dashboard) -> None:
-    buf = snap("buf", buffer_depth=5, buffer_capacity=10, buffer_high_water=8)
-    dash.update(frame(stages={"buf": buf}, taken_at=1.0))
+    buf = buffer_snap("buf", depth=5, capacity=10, high_water=8)
+    dash.update(frame(buffers={"buf": buf}, taken_at=1.0))
     body = dash.body.value
     assert body.count('class="streamnb-buffers"') == 1
     assert "5/10 · high-water 8" in body
     assert "width:100px;background:#42a5f5" in body  # half of the 200 px gauge
     assert "left:158px;top:-2px;width:2px" in body  # the high-water tick at 8/10
-    buf2 = snap("buf", buffer_depth=10, buffer_capacity=10, buffer_high_water=10)
-    dash.update(frame(stages={"buf": buf2}, taken_at=2.0))
+    buf2 = buffer_snap("buf", depth=10, capacity=10, high_water=10)
+    dash.update(frame(buffers={"buf": buf2}, taken_at=2.0))
     assert "width:200px;background:#ef5350" in dash.body.value  # full: red
+
+
+def test_resilient_sources_and_calls_show_their_reconnects_and_counters(dash: Dashboard) -> None:
+    feed = resilient_snap("feed", delivered=900, failures=2, reconnects=2, last_error="boom")
+    call = call_snap(received=900, reconnects=2, errors=2)
+    dash.update(frame(resilient={"feed": feed}, calls={"call": call}, taken_at=1.0))
+    body = dash.body.value
+    assert "feed: 900 delivered · 2 reconnects after 2 failures (last: boom)" in body
+    assert "/streamnb.demo.v1.Json/Subscribe (server_stream): 900 received" in body
+    assert "2 errors (0 decode), 2 reconnects · running" in body
 
 
 def test_plot_is_drawn_when_there_is_history_and_throttled(dash: Dashboard) -> None:

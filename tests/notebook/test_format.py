@@ -13,6 +13,7 @@ from streamnb.notebook._format import (
     Throttle,
     ThroughputHistory,
     buffer_gauges,
+    call_lines,
     check_transition,
     format_bytes,
     format_count,
@@ -21,12 +22,14 @@ from streamnb.notebook._format import (
     format_rate,
     progress_for,
     progress_view,
+    recovery_html,
+    resilient_lines,
     stage_rows,
     stage_table_html,
     window_table_html,
 )
 
-from .helpers import frame, snap
+from .helpers import buffer_snap, call_snap, frame, resilient_snap, snap
 
 
 @pytest.mark.parametrize(("n", "text"), [(0, "0"), (999, "999"), (1234567, "1,234,567")])
@@ -145,19 +148,47 @@ def test_stage_rows_and_table() -> None:
     assert stage_table_html([]) == ""
 
 
-def test_buffer_gauges_only_for_buffers() -> None:
-    stages = {
-        "plain": snap("plain"),
-        "buf": snap("buf", buffer_depth=90, buffer_capacity=100, buffer_high_water=100, dropped=7),
-        "idle": snap("idle", buffer_depth=0, buffer_capacity=10, buffer_high_water=3),
+def test_buffer_gauges_one_per_buffer_snapshot_in_order() -> None:
+    buffers = {
+        "buf": buffer_snap("buf", depth=90, capacity=100, high_water=100, dropped=7),
+        "idle": buffer_snap("idle", depth=0, capacity=10, high_water=3),
     }
-    gauges = buffer_gauges(stages)
+    gauges = buffer_gauges(buffers)
     assert [g.name for g in gauges] == ["buf", "idle"]
     assert gauges[0].fraction == 0.9 and gauges[0].bar_style == "warning"
     assert gauges[0].text == "90/100 · high-water 100 · dropped 7"
     assert gauges[1].fraction == 0.0 and gauges[1].bar_style == "info"
-    full = buffer_gauges({"f": snap("f", buffer_depth=4, buffer_capacity=4, buffer_high_water=4)})
+    full = buffer_gauges({"f": buffer_snap("f", depth=4, capacity=4, high_water=4)})
     assert full[0].bar_style == "danger"
+    assert buffer_gauges({}) == []
+
+
+def test_resilient_and_call_lines_compact_and_escaped() -> None:
+    feed = resilient_snap(
+        "feed", delivered=3000, failures=2, reconnects=2, last_error="RpcError: <UNAVAILABLE>"
+    )
+    calm = resilient_snap("calm", delivered=5, failures=0, reconnects=0)
+    assert resilient_lines([feed, calm]) == [
+        "feed: 3,000 delivered · 2 reconnects after 2 failures (last: RpcError: <UNAVAILABLE>)",
+        "calm: 5 delivered · 0 reconnects after 0 failures",
+    ]
+    ok = call_snap(received=2500, bytes_received=250_000, elapsed=2.0, code="OK", reconnects=2)
+    bad = call_snap(method="/x.Y/Z", shape="bidi", errors=3, decode_errors=1, code="UNAVAILABLE")
+    lines = call_lines([ok, bad])
+    assert lines[0] == (
+        "/streamnb.demo.v1.Json/Subscribe (server_stream): 2,500 received (1.25k/s, 250kB), "
+        "1 sent, 2 reconnects · OK"
+    )
+    assert lines[1] == (
+        "/x.Y/Z (bidi): 0 received (0/s, 0B), 1 sent, 3 errors (1 decode) · UNAVAILABLE"
+    )
+    html = recovery_html([feed, calm], [ok, bad])
+    assert "&lt;UNAVAILABLE&gt;" in html and "<UNAVAILABLE>" not in html
+    assert html.count('class="streamnb-resilient"') == 2
+    assert html.count('class="streamnb-call"') == 2
+    assert html.count("color:#ef6c00;") == 1  # the source that failed
+    assert html.count("color:#c62828;") == 1  # the call that ended badly
+    assert recovery_html([], []) == ""
 
 
 def test_throughput_history_rates_and_bound() -> None:
@@ -198,7 +229,8 @@ def test_concurrent_stage_rows_show_in_flight_and_the_cluster_link() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from streamnb import Stream
-    from streamnb.notebook._format import concurrent_html, concurrent_stages
+    from streamnb.metrics import ConcurrencySnapshot
+    from streamnb.notebook._format import concurrent_html, concurrent_lines
 
     class _Exec(ThreadPoolExecutor):
         dashboard_link = "http://127.0.0.1:8787/status"  # what a Dask executor offers
@@ -212,9 +244,13 @@ def test_concurrent_stage_rows_show_in_flight_and_the_cluster_link() -> None:
             s = Stream(range(20)).map(slow, concurrency=3, executor=ex, name="slow")
             async with s.open() as it:
                 async for _ in it:
-                    rows = concurrent_stages(it.stages)
-        assert rows[0].name == "slow" and rows[0].concurrency == 3
+                    snaps = it.snapshots("concurrency")
+        rows = [r for r in snaps.values() if isinstance(r, ConcurrencySnapshot)]
+        assert [r.name for r in rows] == ["slow"] and rows[0].concurrency == 3
         assert 1 <= rows[0].max_in_flight <= 3
+        assert rows[0].dashboard_link == "http://127.0.0.1:8787/status"
+        assert concurrent_lines(rows)[0].startswith("slow: ")
+        assert " in flight (max " in concurrent_lines(rows)[0]
         return concurrent_html(rows)
 
     text = asyncio.run(main())

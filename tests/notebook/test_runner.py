@@ -4,6 +4,7 @@ replacement by name, failures, cancellation from outside, windows, text display.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import subprocess
 import sys
 import textwrap
@@ -12,8 +13,16 @@ from typing import Any
 
 import pytest
 
-from streamnb import PipelineStoppedError, Stream
-from streamnb.notebook import NoWindowError, Run, active_runs, run, start
+from streamnb import ArgumentTypeError, InvalidArgumentError, PipelineStoppedError, Stream
+from streamnb.notebook import (
+    RUN_OPTION_NAMES,
+    NoWindowError,
+    Run,
+    active_runs,
+    run,
+    run_sync,
+    start,
+)
 from streamnb.notebook.runner import RunSummary
 
 
@@ -237,7 +246,31 @@ async def test_argument_errors() -> None:
     with pytest.raises(ValueError, match="refresh must be > 0"):
         start(Stream(range(3)), refresh=0, display=False)
     with pytest.raises(ValueError, match="display='fancy'"):
-        start(Stream(range(3)), display="fancy")
+        start(Stream(range(3)), display="fancy")  # type: ignore[typeddict-item]
+    with pytest.raises(InvalidArgumentError, match="refresh must be > 0 Hz and finite, got nan"):
+        start(Stream(range(3)), refresh=float("nan"), display=False)
+    with pytest.raises(ArgumentTypeError, match="total must be an int"):
+        start(Stream(range(3)), total=True, display=False)
+    with pytest.raises(InvalidArgumentError, match="total must be >= 0"):
+        await run(Stream(range(3)), total=-1, display=False)
+    with pytest.raises(ArgumentTypeError, match=r"start\(\) got unknown keyword\(s\) totl"):
+        start(Stream(range(3)), totl=3, display=False)  # type: ignore[call-arg]
+    with pytest.raises(ArgumentTypeError, match=r"run_sync\(\) got unknown keyword\(s\) nme"):
+        run_sync(Stream(range(3)), nme="x")  # type: ignore[call-arg]
+    assert not active_runs(), "a refused call registered no run"
+
+
+def test_run_options_is_the_one_keyword_list() -> None:
+    """run/start/run_sync/Run and Stream.run/start/run_sync all take exactly RunOptions."""
+    from streamnb.stream import RunOptions
+
+    assert set(RunOptions.__annotations__) == {"name", "total", "refresh", "display", "window"}
+    assert set(RunOptions.__annotations__) == RUN_OPTION_NAMES  # the runner's up-front check
+    for fn in (run, start, run_sync, Run):
+        params = inspect.signature(fn).parameters
+        kinds = {p.name: p.kind for p in params.values()}
+        assert kinds["options"] is inspect.Parameter.VAR_KEYWORD, fn
+        assert len(kinds) == 2, (fn, kinds)  # stream + **options: nothing listed twice
 
 
 def test_start_without_a_loop_points_to_run_sync() -> None:
@@ -286,6 +319,9 @@ def test_ctrl_c_in_a_script_closes_the_stream_then_raises_keyboard_interrupt() -
 
         closed = []
         async def src():
+            # Ctrl-C 0.2 s after the run first pulls from the source (a fixed delay from the
+            # script's start could land before the run iterates on a slow machine)
+            threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
             try:
                 while True:
                     await asyncio.sleep(0.001)
@@ -293,7 +329,6 @@ def test_ctrl_c_in_a_script_closes_the_stream_then_raises_keyboard_interrupt() -
             finally:
                 closed.append(True)
 
-        threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
         try:
             Stream(src).buffer(8).run_sync(display=False)
         except KeyboardInterrupt:
@@ -314,3 +349,53 @@ async def test_failing_source_shows_in_the_summary_metrics() -> None:
     with pytest.raises(OSError, match="disk gone"):
         await handle
     assert handle.metrics()["src"].status == "failed"
+
+
+async def test_the_runs_frame_is_built_from_its_snapshots_only() -> None:
+    """Monitors, buffers, concurrent stages and resilient sources reach the views as the
+    run's frozen snapshots (``it.snapshots(kind)``), reconnects and failures included."""
+    from streamnb import RetryPolicy
+    from streamnb.metrics import (
+        BufferSnapshot,
+        ConcurrencySnapshot,
+        MetricsSnapshot,
+        ResilientSnapshot,
+    )
+
+    opened: list[Any] = []
+
+    def flaky(token: Any) -> Iterator[int]:
+        opened.append(token)
+        start_at = 0 if token is None else token + 1
+        for i in range(start_at, 40):
+            if i == 10 and len(opened) == 1:
+                raise ConnectionError("dropped at 10")
+            yield i
+
+    async def echo(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    s = (
+        Stream.resilient(
+            flaky, checkpoint=lambda x: x, retry=RetryPolicy(initial=0.0, jitter=False), name="src"
+        )
+        .buffer(4, name="b")
+        .map(echo, concurrency=2, name="echo")
+        .monitor("m")
+    )
+    handle = start(s, display=False, name="t-snapshots")
+    summary = await handle
+    assert summary.items == 40 and len(opened) == 2
+    f = handle._frame()
+    assert list(f.stages) == ["m"] and isinstance(f.stages["m"], MetricsSnapshot)
+    assert f.stages["m"].items == 40 and summary.metrics["m"].items == 40
+    assert isinstance(f.buffers["b"], BufferSnapshot) and f.buffers["b"].capacity == 4
+    assert isinstance(f.concurrent["echo"], ConcurrencySnapshot)
+    assert f.concurrent["echo"].completed == 40 and f.concurrent["echo"].concurrency == 2
+    src = f.resilient["src"]
+    assert isinstance(src, ResilientSnapshot)
+    assert (src.delivered, src.failures, src.reconnects) == (40, 1, 1)
+    assert "dropped at 10" in (src.last_error or "")
+    assert f.calls == {}
+    assert set(handle.snapshots()) == {"resilient:src", "buffer:b", "concurrency:echo", "monitor:m"}

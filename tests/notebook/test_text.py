@@ -6,7 +6,7 @@ import io
 
 from streamnb.notebook._text import TextProgress, text_line
 
-from .helpers import frame, snap
+from .helpers import call_snap, frame, resilient_snap, snap
 
 
 class TTY(io.StringIO):
@@ -48,3 +48,17 @@ def test_log_mode_writes_a_line_per_interval() -> None:
     assert "\r" not in out.getvalue()
     assert lines[-1].startswith("run failed 25 items")
     assert lines[-1].endswith("— OSError: gone")
+
+
+def test_final_summary_has_a_line_per_resilient_source_and_call() -> None:
+    out = io.StringIO()
+    view = TextProgress(out)
+    feed = resilient_snap("feed", delivered=3000, failures=2, reconnects=2, last_error="drop")
+    call = call_snap(received=3000, elapsed=3.0, code="OK", reconnects=2)
+    view.close(frame("done", items=3000, resilient={"feed": feed}, calls={"c": call}))
+    lines = out.getvalue().splitlines()
+    assert lines[-2] == (
+        "  resilient feed: 3,000 delivered · 2 reconnects after 2 failures (last: drop)"
+    )
+    assert lines[-1].startswith("  call /streamnb.demo.v1.Json/Subscribe (server_stream): 3,000")
+    assert lines[-1].endswith("2 reconnects · OK")

@@ -40,3 +40,19 @@ def test_notebook_starts_and_stops_its_own_demo_server(path: Path) -> None:
     assert "DemoServer(" in text and "await server.start()" in text, path.name
     assert "await server.stop()" in text, f"{path.name}: stop the demo server"
     assert "await client.close()" in text, f"{path.name}: close the client"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_check_cell_asserts_no_streamnb_task_is_left(path: Path) -> None:
+    """The leak check is the public ``streamnb.running_tasks()``, never a copied helper."""
+    sources = code_sources(read(path))
+    assert "assert not running_tasks()" in sources[-1], f"{path.name}: check for leaked tasks"
+    imports = [
+        node
+        for tree in map(parse_cell, sources)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "streamnb"
+    ]
+    assert any(a.name == "running_tasks" for n in imports for a in n.names), path.name
+    text = "\n".join(sources)
+    assert "all_tasks(" not in text, f"{path.name}: use streamnb.running_tasks(), not a copy"
