@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from ._cancel import cancel_and_wait, is_stray, stray_error
 from ._iter import aclose
 from ._wake import wake, wake_first
 from .metrics import ConcurrencySnapshot
@@ -71,6 +72,7 @@ class WorkerPool:
         self.fifo: deque[Any] = deque()
         self.exhausted = False
         self.error: tuple[int, BaseException, Any] | None = None
+        self.upstream_failed = False  # the error is the source's, not an item's
         self.active = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -132,7 +134,14 @@ class WorkerPool:
                     self.exhausted = True
                     return
                 except Exception as exc:
-                    self.error = (self.next_in, exc, None)
+                    self._fail_upstream(exc)
+                    return
+                except asyncio.CancelledError as exc:
+                    if not is_stray(exc):
+                        raise
+                    err = stray_error(f"the source of {self.name}", exc)
+                    err.__cause__ = exc
+                    self._fail_upstream(err)
                     return
                 finally:
                     self.pulling = False
@@ -143,14 +152,22 @@ class WorkerPool:
                 if self.in_flight > self.max_in_flight:
                     self.max_in_flight = self.in_flight
                 try:
-                    y = await self.fn(x)
-                except Exception as exc:
                     try:
+                        y = await self.fn(x)
+                    except Exception as exc:
                         y = await self.policy.handle_async(self.fn, x, idx, exc)
-                    except Exception as final:
-                        if self.error is None or self.error[0] > idx:
-                            self.error = (idx, final, x)
-                        y = _FAILED
+                except Exception as final:
+                    self._fail_item(idx, final, x)
+                    y = _FAILED
+                except asyncio.CancelledError as exc:
+                    if not is_stray(exc):
+                        raise
+                    # fn awaited something another task cancelled: a failure of this item,
+                    # not the end of the worker (its result would never come)
+                    err = stray_error(self.policy.stage, exc, index=idx, item=x)
+                    err.__cause__ = exc
+                    self._fail_item(idx, err, x)
+                    y = _FAILED
                 finally:
                     self.in_flight -= 1
                 if y is SKIP or y is _FAILED:
@@ -172,6 +189,16 @@ class WorkerPool:
         finally:
             self.active -= 1
             self._wake_getter()
+
+    def _fail_upstream(self, exc: BaseException) -> None:
+        # every item pulled before the failure is still delivered before it, in both modes
+        self.error = (self.next_in, exc, None)
+        self.upstream_failed = True
+
+    def _fail_item(self, idx: int, exc: BaseException, x: Any) -> None:
+        if self.error is None or self.error[0] > idx:
+            self.error = (idx, exc, x)
+            self.upstream_failed = False
 
     async def run(self, src: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         """Start the workers on ``src``; yield results (in input order when ``ordered``)."""
@@ -201,7 +228,13 @@ class WorkerPool:
                         self._free_room()
                     yield fifo.popleft()
                     continue
-                if self.error is not None and (not ordered or self.error[0] <= self.next_out):
+                err = self.error
+                if err is not None and (
+                    err[0] <= self.next_out if ordered else not self.upstream_failed
+                ):
+                    # ordered: every result before the failing index is out; unordered: a
+                    # failing item ends the stage at once, a failing source only once the
+                    # items in flight are delivered (the workers end after them: active == 0)
                     self._raise()
                 if self.active == 0:
                     if self.error is not None:
@@ -211,10 +244,10 @@ class WorkerPool:
                 self.getter = fut
                 await fut
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.wait(tasks)
-            await aclose(src)
+            try:
+                await cancel_and_wait(tasks)
+            finally:
+                await aclose(src)
 
     def _raise(self) -> None:
         assert self.error is not None

@@ -28,7 +28,9 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from string import Template
 from typing import TYPE_CHECKING, Any
 
+from ._cancel import is_stray, stray_error
 from ._clock import AdaptiveStep
+from ._probe import Probed
 from .errors import ArgumentTypeError
 from .metrics import MAX_PUBLISH_STEP, PUBLISH_INTERVAL
 from .recovery import SKIP, annotate
@@ -98,12 +100,29 @@ def one_to_one(body: Sequence[str]) -> bool:
 class _Placed:
     """One fragment with its names allocated (the j-th operator of a fused run)."""
 
-    __slots__ = ("body", "counted", "exact", "final", "init", "label", "publish", "tail")
+    __slots__ = (
+        "body",
+        "counted",
+        "exact",
+        "final",
+        "init",
+        "label",
+        "probing",
+        "publish",
+        "tail",
+    )
 
     def __init__(self, j: int, label: str, frag: Fragment, exact: bool) -> None:
         self.label = label
         self.exact = exact
-        texts = [*frag.body, *frag.tail, *frag.final, *(frag.publish or ()), *frag.locals.values()]
+        texts = [
+            *frag.body,
+            *(frag.probing or ()),
+            *frag.tail,
+            *frag.final,
+            *(frag.publish or ()),
+            *frag.locals.values(),
+        ]
         used = {n for t in texts if t for n in Template(t).get_identifiers()}
         # a counter of this operator's input when the run's own counter is not it
         self.counted = not exact and (frag.calls_user or bool(used & {"index", "count"}))
@@ -127,6 +146,11 @@ class _Placed:
 
         body_count = "i" if exact else counter
         self.body = ([f"{counter} += 1"] if self.counted else []) + sub(frag.body, body_count)
+        self.probing = (
+            ([f"{counter} += 1"] if self.counted else []) + sub(frag.probing, body_count)
+            if frag.probing is not None
+            else None
+        )
         self.init = [f"{counter} = 0"] if self.counted else []
         self.init += [f"{names[n]} = {sub([e], 'None')[0]}" for n, e in frag.locals.items() if e]
         self.tail = sub(frag.tail, body_count)
@@ -160,27 +184,49 @@ def _compile(
     lines.append("    _K = 1")
     for p in placed:
         lines.extend("    " + s for s in p.init)
-    lines.append("    try:")
-    loop_line = len(lines) + 1
-    lines.append("        for x in _src:" if sync_source else "        async for x in _src:")
-    lines.append("            i += 1")
-    lines.append("            if i >= _K:")
-    lines.append(f"                _K = i + _T.tick({counts})")
-    lines.append("                if _T.due:")
-    lines.append("                    await _T.pause()")
     linemap: dict[int, int] = {}
-    for j, p in enumerate(placed):
-        for s in p.body:
-            lines.append("            " + s)
-            linemap[len(lines)] = j
-    lines.append("            yield x")
+    loop = "for x in _src:" if sync_source else "async for x in _src:"
+
+    def emit_loop(pad: str, probing: bool) -> None:
+        linemap[len(lines) + 1] = -1  # the source's line: a failure of the source
+        lines.append(pad + loop)
+        lines.append(pad + "    i += 1")
+        lines.append(pad + "    if i >= _K:")
+        lines.append(pad + f"        _K = i + _T.tick({counts})")
+        lines.append(pad + "        if _T.due:")
+        lines.append(pad + "            await _T.pause()")
+        for j, p in enumerate(placed):
+            for s in (p.probing or p.body) if probing else p.body:
+                lines.append(pad + "    " + s)
+                linemap[len(lines)] = j
+        lines.append(pad + "    yield x")
+
+    probes = sum(p.probing is not None for p in placed)
+    if probes:
+        lines.append(f"    _up = {probes}")  # plain user functions not probed yet
+        lines.append("    _switch = False")
+    lines.append("    try:")
+    if probes:
+        # the first items run through the probing form of the body until every plain user
+        # function has shown whether its results must be awaited (streamnb._probe); then the
+        # loop switches to the plain body, the same code as without probes. A stage whose
+        # results are awaitable keeps the probing form (it never lets _up reach 0).
+        emit_loop("        ", probing=True)
+        lines.append("            if not _up:")
+        lines.append("                _switch = True")
+        lines.append("                break")
+        lines.append("        if _switch:")
+        emit_loop("            ", probing=False)
+    else:
+        emit_loop("        ", probing=False)
     for j, p in enumerate(placed):
         for s in p.tail:
             lines.append("        " + s)
             linemap[len(lines)] = j
     lines.append("    except BaseException as _e:")
-    lines.append("        _exc = _e")
-    lines.append("        _fj = _note(_e, i, x, locals())")
+    lines.append("        _fj, _exc = _note(_e, i, x, locals())")
+    lines.append("        if _exc is not _e:")  # a stray CancelledError, replaced
+    lines.append("            raise _exc from _e")
     lines.append("        raise")
     lines.append("    finally:")
     for p in placed:
@@ -190,9 +236,8 @@ def _compile(
     lines.append("        if _close is not None:")
     lines.append("            await _close()" if not sync_source else "            _close()")
     src = "\n".join(lines) + "\n"
-    ns: dict[str, Any] = {}
+    ns: dict[str, Any] = {"_Probed": Probed}
     exec(compile(src, "<streamnb fused stage>", "exec"), ns)
-    linemap[loop_line] = -1
     return ns["_run"], linemap
 
 
@@ -215,7 +260,10 @@ def fuse(
         sync_source,
         counts,
         tuple(names),
-        tuple((tuple(p.body), tuple(p.init), tuple(p.tail), tuple(p.final)) for p in placed),
+        tuple(
+            (tuple(p.body), tuple(p.probing or ()), tuple(p.init), tuple(p.tail), tuple(p.final))
+            for p in placed
+        ),
     )
     hit = _CACHE.get(key)
     if hit is None:
@@ -223,16 +271,22 @@ def fuse(
     fn, linemap = hit
     params = [v for _, f in frags for v in f.params.values()]
 
-    def note(exc: BaseException, i: int, x: Any, scope: dict[str, Any]) -> int:
-        """Annotate ``exc``; return the index of the operator that raised (else a big int)."""
+    def note(
+        exc: BaseException, i: int, x: Any, scope: dict[str, Any]
+    ) -> tuple[int, BaseException]:
+        """Annotate ``exc``; return the index of the operator that raised (else a big int)
+        and the exception that ends the run: ``exc`` itself, or the
+        :class:`~streamnb.errors.StrayCancelledError` replacing a stray ``CancelledError``."""
+        if isinstance(exc.__context__, Probed):
+            exc.__context__ = None  # raised while awaiting a probed result: not a cause
         tb = exc.__traceback__
         j = linemap.get(tb.tb_lineno) if tb is not None else None
         if j is None or j == -1:
+            if j == -1 and is_stray(exc):
+                return _NOWHERE, stray_error("the source", exc, index=i)
             if j == -1 and sync_source and not _quiet(exc):
                 annotate(exc, "source", i, "<next item>")
-            return _NOWHERE
-        if _quiet(exc) or any(n.startswith("streamnb:") for n in getattr(exc, "__notes__", ())):
-            return j
+            return _NOWHERE, exc
         p = placed[j]
         index: int | None
         if p.exact:
@@ -241,8 +295,12 @@ def fuse(
             index = scope[f"_n{j}"] - 1
         else:
             index = None
+        if is_stray(exc):
+            return j, stray_error(p.label, exc, index=index, item=x)
+        if _quiet(exc) or any(n.startswith("streamnb:") for n in getattr(exc, "__notes__", ())):
+            return j, exc
         annotate(exc, p.label, index, x)
-        return j
+        return j, exc
 
     gen: AsyncIterator[Any] = fn(src, tuple(params), SKIP, note, _Ticker(meters))
     return gen

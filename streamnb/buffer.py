@@ -25,6 +25,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import suppress
 from typing import Any, Generic, Literal, TypeVar
 
+from ._cancel import cancel_and_wait, is_stray, stray_error
 from ._iter import aclose
 from ._validate import check_choice, check_int, check_seconds
 from ._wake import wake, wake_first
@@ -190,19 +191,27 @@ class Channel(Generic[T]):
                     self.high_water = n
                 if self._getter is not None:
                     self._wake_getter()
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
-            if self._error is None:
-                self._error = exc
-            for t in self._tasks:  # the first failure stops the other producers
-                if t is not asyncio.current_task():
-                    t.cancel()
+            self._fail(exc)
+        except asyncio.CancelledError as exc:
+            if not is_stray(exc):
+                raise
+            # the source awaited something another task cancelled: not the end of it
+            err = stray_error(f"the source of {self.name!r}", exc)
+            err.__cause__ = exc
+            self._fail(err)
         finally:
             self._open_producers -= 1
             with suppress(Exception):
                 await aclose(src)
             self._wake_getter()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        for t in self._tasks:  # the first failure stops the other producers
+            if t is not asyncio.current_task():
+                t.cancel()
 
     # -- consumer side ----------------------------------------------------------------------
     def take(self) -> T:
@@ -258,9 +267,7 @@ class Channel(Generic[T]):
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel the producers and wait for them."""
-        for t in self._tasks:
-            t.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
-        self._tasks.clear()
+        """Cancel the producers and wait until they have ended - also when this task is
+        cancelled again meanwhile (see :func:`streamnb._cancel.cancel_and_wait`)."""
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(tasks)

@@ -30,8 +30,11 @@ The tree below is checked against the classes by the test suite::
           ├── RetryExhaustedError   a resilient source or per-item retry gave up
           ├── CircuitOpenError      a CircuitBreaker is open and refused the call
           ├── PipelineStoppedError  a run was stopped before it finished
+          ├── StrayCancelledError   user code raised CancelledError, the stream was not cancelled
           ├── RpcError              (streamnb.grpc) a failed call: method, code, details
           │    └── DecodeError      a message that could not be decoded: method, index
+          ├── HttpError             (streamnb.http) a failed request: url, status, body excerpt
+          │    └── HttpDecodeError  an event that could not be decoded: url, index
           └── EncodeError           (streamnb.grpc) a request that could not be encoded
 
 Example::
@@ -55,11 +58,14 @@ __all__ = [
     "CollectLimitError",
     "DaskStageError",
     "EmptyStreamError",
+    "HttpDecodeError",
+    "HttpError",
     "InvalidArgumentError",
     "InvalidTransitionError",
     "NoWindowError",
     "PipelineStoppedError",
     "RetryExhaustedError",
+    "StrayCancelledError",
     "StreamConsumedError",
     "StreamError",
     "StreamnbError",
@@ -150,3 +156,100 @@ class CircuitOpenError(StreamError):
 
 class PipelineStoppedError(StreamError):
     """A run was stopped (``stop()``, the stop button) before it finished."""
+
+
+class StrayCancelledError(StreamError):
+    """A stage's user code (a source, a ``map`` function...) raised ``CancelledError`` while
+    nobody cancelled the stream: it awaited something that another task cancelled.
+
+    Letting that ``CancelledError`` travel on would end the stream early and silently (a task
+    boundary takes it for a cancellation) or hang it; instead the run fails with this error,
+    which names the stage and the item, and whose ``__cause__`` is the stray ``CancelledError``.
+    A real cancellation of the consumer (``task.cancel()``, ``asyncio.timeout``) still ends the
+    stream with ``CancelledError``.
+    """
+
+
+class HttpError(StreamError):
+    """An HTTP request of ``streamnb.http`` failed: a status >= 400, or the connection broke.
+
+    Attributes: ``url`` (secret query parameters redacted), ``status`` (the HTTP status, or
+    ``None`` when no response came: refused, reset, timed out, a body cut short), ``body``
+    (an excerpt of the response body, at most 500 characters), ``reason`` (what went wrong),
+    ``received`` (events delivered before the failure) and ``retryable`` - true for a broken
+    connection and for 408, 429, 502, 503 and 504, so a resumed stream reconnects on those and
+    gives up on the rest (a 401 will not heal by retrying).
+
+    Example::
+
+        try:
+            await sse(url).count()
+        except HttpError as exc:
+            print(exc.status, exc.body)
+    """
+
+    RETRYABLE_STATUS: frozenset[int] = frozenset({408, 429, 502, 503, 504})
+
+    def __init__(
+        self,
+        url: str,
+        status: int | None,
+        body: str = "",
+        *,
+        reason: str = "",
+        method: str = "GET",
+        received: int = 0,
+    ) -> None:
+        self.url = url
+        self.status = status
+        self.body = body[:500]
+        self.reason = reason
+        self.method = method
+        self.received = received
+        self.retryable = status is None or status in self.RETRYABLE_STATUS
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        if self.status is None:
+            what = f"failed: {self.reason or 'the connection broke'}"
+        else:
+            what = f"answered {self.status} {self.reason}".rstrip()
+        text = f"{self.method} {self.url} {what}"
+        if self.body:
+            text += f"; body: {self.body!r}"
+        if self.status == 401:
+            text += " (check the API key or token: it was refused)"
+        return text + f" (after {self.received} event(s) received)"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_http_error, (type(self), self.__dict__.copy()))
+
+
+class HttpDecodeError(HttpError):
+    """Event ``index`` (0-based, counted over the stream) from ``url`` could not be decoded.
+
+    ``data`` is the raw event text (kept for a dead letter); the decoder's exception is
+    ``__cause__``. Not retryable: the same bytes would fail again. Pass
+    ``on_decode_error="skip"`` to send such events to a DeadLetter instead.
+    """
+
+    def __init__(self, url: str, index: int, data: str, reason: str) -> None:
+        self.index = index
+        self.data = data
+        super().__init__(url, None, reason=reason, received=index)
+        self.retryable = False
+
+    def _message(self) -> str:
+        preview = self.data[:40] + ("..." if len(self.data) > 40 else "")
+        return (
+            f"{self.url}: event #{self.index} ({preview!r}) could not be decoded: "
+            f"{self.reason}. Use on_decode_error='skip' to send undecodable events to a "
+            "DeadLetter instead."
+        )
+
+
+def _rebuild_http_error(cls: type[HttpError], state: dict[str, object]) -> HttpError:
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    StreamError.__init__(err, err._message())
+    return err

@@ -244,8 +244,9 @@ class Meter:
 
     ``size`` maps an item to its size in bytes (your choice: ``len`` for bytes, a protobuf
     message's ``ByteSize``...). ``timestamp`` maps an item to the wall-clock time
-    (``time.time()``) it was created, for end-to-end latency; latency is sampled when counters
-    are published, not measured per item. ``log_every`` (seconds) and/or ``log_every_items``
+    (``time.time()``) it was created, for end-to-end latency: the monitor applies it to every
+    item (so a failing one fails on the same item at any speed) and the age of the latest
+    item is sampled when counters are published. ``log_every`` (seconds) and/or ``log_every_items``
     emit a ``streamnb.metrics`` structlog event at that period while items flow (checked when
     counters are published, so an item-count period is honoured to within one publication
     step), and a ``streamnb.summary`` event when the stage ends.
@@ -286,8 +287,10 @@ class Meter:
         self._latencies.clear()
         self._next_log_items = self.log_every_items or 0
 
-    def publish(self, items: int, nbytes: int, item: Any) -> None:
-        """Take the stage's counts (``item``: the latest one, for a latency sample)."""
+    def publish(self, items: int, nbytes: int, stamp: float | None) -> None:
+        """Take the stage's counts; ``stamp`` is ``timestamp(latest item)`` (the stage calls
+        ``timestamp`` on every item, so a failing one fails on the same item at any speed),
+        or None: the age of that item now is a latency sample."""
         now = self.clock()
         if self.first_t is None:
             if not items:
@@ -299,8 +302,8 @@ class Meter:
         self.bytes = nbytes
         self.last_t = now
         self._samples.append((now, items))
-        if self.timestamp is not None and item is not None:
-            self._latencies.append(time.time() - self.timestamp(item))
+        if stamp is not None:
+            self._latencies.append(time.time() - stamp)
         due = self.log_every is not None and now >= self._next_log
         if self.log_every_items is not None and items >= self._next_log_items:
             due = True

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import time
 from collections import deque
@@ -203,8 +204,14 @@ class CircuitBreaker:
             for cb in self.listeners:
                 cb(old, new)
 
-    def before_call(self) -> None:
-        """Raise :class:`CircuitOpenError` if a call must not happen now."""
+    def before_call(self) -> bool:
+        """Raise :class:`CircuitOpenError` if a call must not happen now.
+
+        Returns True when the call about to happen is the half-open trial: its caller then
+        owns the trial slot and must end it with :meth:`record_success`,
+        :meth:`record_failure` or - when the call was abandoned (cancelled, interrupted) -
+        :meth:`release_trial`.
+        """
         state = self.state
         if state == "open" or (state == "half_open" and self._trial_running):
             self.rejected += 1
@@ -215,6 +222,14 @@ class CircuitBreaker:
             )
         if state == "half_open":
             self._trial_running = True
+            return True
+        return False
+
+    def release_trial(self) -> None:
+        """The trial call was abandoned before it could tell anything (a cancellation, a
+        ``break``, ``KeyboardInterrupt``): free the slot so the next call is the trial. The
+        circuit stays half-open and nothing is counted - the service was not judged."""
+        self._trial_running = False
 
     def record_success(self) -> None:
         self._trial_running = False
@@ -231,21 +246,36 @@ class CircuitBreaker:
             self._set("open")
 
     def call_sync(self, fn: Callable[[Any], T], x: Any) -> T:
-        self.before_call()
+        """``fn(x)`` through the breaker (see :meth:`call`)."""
+        trial = self.before_call()
         try:
             y = fn(x)
         except Exception as exc:
             self.record_failure(exc)
             raise
+        except BaseException:
+            if trial:
+                self.release_trial()
+            raise
         self.record_success()
         return y
 
     async def call(self, fn: Callable[[Any], Awaitable[T]], x: Any) -> T:
-        self.before_call()
+        """``await fn(x)`` through the breaker: refused while open, counted when it fails.
+
+        A call that is cancelled (a timeout, a ``break`` downstream, ``run.stop()``) is not a
+        failure of the service; if it was the half-open trial, its slot is freed so that the
+        next call becomes the trial instead of the circuit staying blocked forever.
+        """
+        trial = self.before_call()
         try:
             y = await fn(x)
         except Exception as exc:
             self.record_failure(exc)
+            raise
+        except BaseException:
+            if trial:
+                self.release_trial()
             raise
         self.record_success()
         return y
@@ -268,16 +298,33 @@ SKIP: Any = _Skip()
 
 def describe(fn: Any) -> str:
     """A short name of a user function for labels and notes (its qualified name)."""
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or safe_repr(fn)
+
+
+def safe_repr(item: Any, limit: int = 120) -> str:
+    """``repr(item)`` cut to ``limit`` characters - and never an exception: an item whose
+    ``__repr__`` raises is shown as ``<Type object at 0x...>``, so describing the item can
+    never replace the error being described.
+
+    Example::
+
+        safe_repr(list(range(100)), 20)  # '[0, 1, 2, 3, 4, 5...'
+    """
+    try:
+        text = repr(item)
+        if not isinstance(text, str):
+            raise TypeError("__repr__ returned a non-str")
+    except Exception:
+        text = f"<{type(item).__qualname__} object at {id(item):#x}>"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
 
 
 def annotate(exc: BaseException, stage: str, index: int | None, item: Any) -> None:
     """Add a note naming the stage and the item to an exception raised by user code."""
     where = f"item #{index}" if index is not None else "an item"
-    text = repr(item)
-    if len(text) > 120:
-        text = text[:117] + "..."
-    exc.add_note(f"streamnb: {stage} failed on {where} ({text})")
+    exc.add_note(f"streamnb: {stage} failed on {where} ({safe_repr(item)})")
 
 
 class ItemPolicy:
@@ -329,7 +376,8 @@ class ItemPolicy:
                 attempt += 1
                 try:
                     y = fn(x)
-                    return (await y) if is_async else y
+                    # a plain function may return an awaitable (map(lambda x: fetch(x)))
+                    return (await y) if is_async or inspect.isawaitable(y) else y
                 except Exception as again:
                     exc = again
                     if not self.retry.retry_on(exc):
@@ -394,8 +442,8 @@ async def resilient(
     failures = 0
     progressed = False
     while True:
-        if breaker is not None:
-            breaker.before_call()
+        # True while this (re)connection is the breaker's half-open trial and not judged yet
+        trial = breaker.before_call() if breaker is not None else False
         src: Any = None
         try:
             # opening is part of the attempt: a refused connection is retried like a drop
@@ -409,6 +457,7 @@ async def resilient(
                     failures = 0
                     if breaker is not None:
                         breaker.record_success()
+                        trial = False
                 yield item
             if breaker is not None:
                 breaker.record_success()
@@ -416,6 +465,7 @@ async def resilient(
         except Exception as exc:
             if breaker is not None:
                 breaker.record_failure(exc)
+                trial = False
             stats.failures += 1
             stats.last_error = f"{type(exc).__name__}: {exc}"
             if not retry.retry_on(exc):
@@ -437,6 +487,12 @@ async def resilient(
             )
             await asyncio.sleep(delay)
             stats.reconnects += 1
+        except BaseException:
+            # cancelled (a timeout, a break, run.stop()) before the trial could tell anything:
+            # free the slot, or the circuit would stay blocked forever
+            if trial and breaker is not None:
+                breaker.release_trial()
+            raise
         finally:
             if src is not None:
                 await aclose(src)

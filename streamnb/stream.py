@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import (
     AsyncGenerator,
@@ -41,6 +42,7 @@ from concurrent.futures import Executor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack, cast, overload
 
+from ._cancel import check_stray
 from ._fuse import fuse
 from ._iter import aclose, aiter_any
 from ._runstate import ObservableKind, RunState
@@ -103,6 +105,10 @@ DEFAULT_COLLECT_LIMIT = 10_000
 
 async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]:
     obj = factory()
+    # the factory of a from_run source holds the run, whose roots hold this generator: keeping
+    # it would make a cycle that the garbage collector finalises all at once after a bare
+    # ``async for ... break``, closing the inner generators twice
+    del factory
     try:
         it = aiter_any(obj)
     except TypeError:
@@ -113,6 +119,9 @@ async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]
     try:
         async for x in it:
             yield x
+    except asyncio.CancelledError as exc:
+        check_stray(exc, "the source")
+        raise
     finally:
         await aclose(it)
 

@@ -1,6 +1,7 @@
 """The embedded demo server and the live terminal demo (``python -m streamnb.demo``).
 
-Needs the ``grpc`` extra (``pip install streamnb[grpc]``). See :mod:`streamnb.demo.server`.
+Needs the ``grpc`` extra (``pip install streamnb[grpc]``), and the ``http`` extra for the HTTP
+side (``DemoServer(http=True)``, :mod:`streamnb.demo.http`). See :mod:`streamnb.demo.server`.
 """
 
 from __future__ import annotations

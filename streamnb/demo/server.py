@@ -60,7 +60,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -70,6 +70,10 @@ from grpc_reflection.v1alpha import reflection
 from streamnb.grpc._generated import streamnb_demo_pb2 as pb
 
 from .._log import get_logger
+from .model import answer_prompt
+
+if TYPE_CHECKING:
+    from .http import HttpDemoServer
 
 __all__ = ["SERVICE_NAMES", "DemoServer", "ServedCall", "answer_prompt"]
 
@@ -79,7 +83,6 @@ _PKG = "streamnb.demo.v1"
 #: Services of the demo server that carry protobuf descriptors (listed by reflection).
 SERVICE_NAMES: tuple[str, ...] = (f"{_PKG}.EventFeed", f"{_PKG}.Aggregator", f"{_PKG}.Agent")
 JSON_SERVICE = f"{_PKG}.Json"
-_TOOL_WORDS = ("weather", "time", "calc", "search")
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _MALFORMED_PROTO = b"\xff\xff\xff\xff"  # a truncated varint tag: never a valid message
 
@@ -126,32 +129,6 @@ async def _after_requests(context: grpc.aio.ServicerContext[Any, Any]) -> None:
     """
     await context.read()
     await asyncio.sleep(0)
-
-
-def answer_prompt(prompt_id: int, text: str) -> list[dict[str, Any]]:
-    """The deterministic answer of ``Agent.Chat`` to one prompt, as JSON-ready dicts.
-
-    A ``tool_call`` first when ``text`` contains a tool word (weather, time, calc, search; the
-    first one found), then one ``token`` per word of ``"You said: " + text`` (tokens after the
-    first start with a space, so joining them gives the sentence back), then ``done``.
-
-    >>> [e["kind"] for e in answer_prompt(1, "hi")]
-    ['token', 'token', 'token', 'done']
-    """
-    events: list[dict[str, Any]] = []
-    lowered = text.lower()
-    tool = next((w for w in _TOOL_WORDS if w in lowered), None)
-    if tool is not None:
-        args = json.dumps({"query": text}, sort_keys=True)
-        events.append({"kind": "tool_call", "name": tool, "arguments": args})
-    words = ["You", "said:", *text.split()]
-    tokens = [words[0]] + [" " + w for w in words[1:]]
-    events.extend({"kind": "token", "text": t} for t in tokens)
-    events.append({"kind": "done", "tokens": len(tokens)})
-    for index, event in enumerate(events):
-        event["prompt_id"] = prompt_id
-        event["index"] = index
-    return events
 
 
 def _agent_event(event: dict[str, Any]) -> pb.AgentEvent:
@@ -215,6 +192,9 @@ class DemoServer:
     dial. ``credentials`` (``grpc.ssl_server_credentials(...)``) serves TLS instead of
     plaintext. ``token_delay`` slows ``Agent.Chat`` down (seconds between events) so a live
     view has something to watch. ``grace`` is how long :meth:`stop` lets running calls finish.
+    ``http=True`` also starts the HTTP side (:mod:`streamnb.demo.http`: OpenAI-compatible chat,
+    SSE, NDJSON, WebSockets; needs the ``http`` extra) on ``http_port`` (0 = ephemeral), at
+    :attr:`http_url`; ``api_key`` makes its chat route require that bearer key.
     """
 
     def __init__(
@@ -227,6 +207,9 @@ class DemoServer:
         max_message_length: int = 4 * 1024 * 1024,
         history: int = 1000,
         credentials: grpc.ServerCredentials | None = None,
+        http: bool = False,
+        http_port: int = 0,
+        api_key: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -238,6 +221,14 @@ class DemoServer:
         self.calls: deque[ServedCall] = deque(maxlen=history)
         self._server: grpc.aio.Server | None = None
         self._changed = asyncio.Event()  # replaced after each set(): waiters hold the old one
+        #: The HTTP side (``http=True``): an :class:`~streamnb.demo.http.HttpDemoServer`.
+        self.http: HttpDemoServer | None = None
+        if http:
+            from .http import HttpDemoServer  # the http extra, only when asked for
+
+            self.http = HttpDemoServer(
+                host, http_port, api_key=api_key, token_delay=token_delay, history=history
+            )
 
     @property
     def address(self) -> str:
@@ -245,6 +236,13 @@ class DemoServer:
         if self._server is None:
             raise RuntimeError("DemoServer is not running: use 'async with DemoServer() as srv'")
         return f"{self.host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the HTTP side (``DemoServer(http=True)``, once started)."""
+        if self.http is None:
+            raise RuntimeError("this DemoServer has no HTTP side: use DemoServer(http=True)")
+        return self.http.url
 
     async def __aenter__(self) -> DemoServer:
         await self.start()
@@ -278,6 +276,12 @@ class DemoServer:
         await server.start()
         for name in ("", *SERVICE_NAMES, JSON_SERVICE):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.http is not None:
+            try:
+                await self.http.start()
+            except BaseException:
+                await server.stop(None)
+                raise
         self._server, self.port = server, port
         _log.info("streamnb.demo.started", address=self.address)
 
@@ -286,6 +290,8 @@ class DemoServer:
         server, self._server = self._server, None
         if server is None:
             return
+        if self.http is not None:
+            await self.http.stop()
         await server.stop(self.grace)
         await server.wait_for_termination(0)
         _log.info("streamnb.demo.stopped", host=self.host, port=self.port)

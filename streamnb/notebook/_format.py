@@ -32,6 +32,7 @@ from ..metrics import (
     MetricsSnapshot,
     ResilientSnapshot,
 )
+from ..recovery import safe_repr
 from ..window import flatten_item
 
 __all__ = [
@@ -593,5 +594,6 @@ def window_table_html(
 
 
 def _short(value: Any, max_chars: int) -> str:
-    text = repr(value) if not isinstance(value, str) else value
+    # safe_repr: an item whose __repr__ raises must not break the table (it shows its type)
+    text = value if isinstance(value, str) else safe_repr(value, max_chars + 3)
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"

@@ -55,28 +55,34 @@ Example - a complete new operator, fused wherever it stands::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._fuse import fuse
+from .._iter import is_async_callable
+from .._probe import Probe, probed_lines
 from .._runstate import RunState
 from ..metrics import BufferObservable
 from ..recovery import DeadLetter
 
-__all__ = ["Fragment", "Link", "Operator"]
+__all__ = ["Fragment", "Link", "Operator", "UserCall", "user_call"]
 
 
 @dataclass(frozen=True, slots=True)
 class Fragment:
     """One operator's contribution to a fused loop (see the module docstring).
 
-    ``publish`` (monitors only) is the tuple of expressions ``(count, bytes, last_item)``
-    handed to ``meter.publish`` every few milliseconds; ``meter`` is that meter.
+    ``publish`` (monitors only) is the tuple of expressions ``(count, bytes, stamp)`` -
+    ``stamp``: the latest item's timestamp, or None - handed to ``meter.publish`` every few
+    milliseconds; ``meter`` is that meter.
     """
 
     body: tuple[str, ...]
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: the body the first items run through while plain user functions are probed (built by
+    #: :func:`user_call`); None when there is nothing to probe
+    probing: tuple[str, ...] | None = None
     locals: Mapping[str, str | None] = field(default_factory=dict)
     tail: tuple[str, ...] = ()
     final: tuple[str, ...] = ()
@@ -113,3 +119,50 @@ class Operator:
         if frag is None:  # pragma: no cover - an operator must offer one of the two forms
             raise TypeError(f"{self.label}: neither a fragment nor a stage")
         return fuse([(self.label, frag)], src, sync_source=False)
+
+
+@dataclass(frozen=True, slots=True)
+class UserCall:
+    """Fragment pieces for lines that call a user function (see :func:`user_call`)."""
+
+    body: tuple[str, ...]
+    probing: tuple[str, ...] | None
+    params: dict[str, Any]
+    locals: dict[str, str | None]
+
+    def fragment(self, **kw: Any) -> Fragment:
+        """The Fragment of these lines alone (``kw``: its other fields)."""
+        return Fragment(
+            body=self.body, probing=self.probing, params=self.params, locals=self.locals, **kw
+        )
+
+
+def user_call(
+    lines: Sequence[str], fn: Callable[..., Any], label: str, name: str = "f", args: str = "x"
+) -> UserCall:
+    """The fused form of ``lines``, which call the user function ``fn`` as ``$<name>(<args>)``.
+
+    An ``async def`` function is awaited. A plain one is called through the first-call probe
+    of :mod:`streamnb._probe` in the ``probing`` form of the body, which the fused loop runs
+    only until every plain function of the loop has answered once: when the first result is
+    awaitable (``lambda x: fetch(x)``) every result is awaited, otherwise the loop switches to
+    ``body`` - the lines exactly as written, so a plain function pays nothing per item. Every
+    operator that calls user code builds its lines here, so none of them can silently yield,
+    test or drop an un-awaited coroutine.
+
+    Example::
+
+        call = user_call(("if not $p(x):", "    continue"), predicate, "filter(ok)", "p")
+        frag = call.fragment()
+    """
+    expr = f"${name}({args})"
+    if is_async_callable(fn):
+        awaited = tuple(s.replace(expr, f"await {expr}") for s in lines)
+        return UserCall(awaited, None, {name: fn}, {})
+    probe = f"probe_{name}"
+    return UserCall(
+        tuple(lines),
+        probed_lines(lines, expr, f"${name}", f"${probe}"),
+        {name: Probe(fn, label)},
+        {probe: None},
+    )

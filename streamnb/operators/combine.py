@@ -10,9 +10,11 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Any
 
+from .._cancel import check_stray
 from .._iter import aclose
 from .._runstate import RunState
 from .._validate import check_int
@@ -61,6 +63,9 @@ async def _zip(srcs: list[AsyncIterator[Any]]) -> AsyncGenerator[tuple[Any, ...]
                 except StopAsyncIteration:
                     return
             yield tuple(row)
+    except asyncio.CancelledError as exc:
+        check_stray(exc, "a source of zip")
+        raise
     finally:
         for s in srcs:
             await aclose(s)

@@ -74,8 +74,11 @@ class Monitor(Operator):
             body.append("$nbytes += $size(x)")
             nbytes = "$nbytes"
         if self.timestamp is not None:
+            # on every item, not at publication ticks: a timestamp that fails, fails on the
+            # same item whatever the speed of the stream, with a note naming this monitor
+            params["stamp"] = self.timestamp
             local["last"] = "None"
-            body.append("$last = x")
+            body.append("$last = $stamp(x)")
             last = "$last"
         return Fragment(
             body=tuple(body),
@@ -84,7 +87,7 @@ class Monitor(Operator):
             final=(f"$m.finish($count, {nbytes}, _exc)",),
             publish=("$count", nbytes, last),
             meter=m,
-            calls_user=self.size is not None,
+            calls_user=self.size is not None or self.timestamp is not None,
         )
 
 

@@ -12,10 +12,11 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
-from .._iter import aclose, is_async_callable
+from .._cancel import check_stray
+from .._iter import aclose
 from .._validate import check_int, check_number
 from ..recovery import describe
-from .base import Fragment, Link, Operator
+from .base import Fragment, Link, Operator, user_call
 
 __all__ = ["Sample", "Skip", "Take", "TakeWhile", "Throttle"]
 
@@ -44,6 +45,9 @@ class Take(Operator):
                     yield x
                     return
                 yield x
+        except asyncio.CancelledError as exc:
+            check_stray(exc, f"the source of {self.label}")
+            raise
         finally:
             await aclose(src)
 
@@ -73,9 +77,8 @@ class TakeWhile(Operator):
         self.predicate = predicate
 
     def fragment(self, link: Link) -> Fragment:
-        aw = "await " if is_async_callable(self.predicate) else ""
         # break, not return: a batch fused after it still emits its partial chunk
-        return Fragment(body=(f"if not {aw}$p(x):", "    break"), params={"p": self.predicate})
+        return user_call(("if not $p(x):", "    break"), self.predicate, self.label, "p").fragment()
 
 
 class Sample(Operator):
@@ -116,5 +119,8 @@ class Throttle(Operator):
                     now = next_t
                 next_t = max(next_t, now) + interval
                 yield x
+        except asyncio.CancelledError as exc:
+            check_stray(exc, f"the source of {self.label}")
+            raise
         finally:
             await aclose(src)

@@ -13,22 +13,20 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any
 
+from .._cancel import check_stray
 from .._concurrent import WorkerPool
 from .._iter import aclose, aiter_any, is_async_callable
 from .._validate import check_int
 from ..errors import InvalidArgumentError
 from ..recovery import CircuitBreaker, DeadLetter, ItemPolicy, RetryPolicy, annotate, describe
-from .base import Fragment, Link, Operator
+from .base import Fragment, Link, Operator, user_call
 
 __all__ = ["Enumerate", "Filter", "FlatMap", "Map", "Scan", "Tap"]
-
-
-def _await(fn: Any) -> str:
-    return "await " if is_async_callable(fn) else ""
 
 
 class Map(Operator):
@@ -102,21 +100,27 @@ class Map(Operator):
         if self.executor is not None or self.concurrency != 1:
             return None
         policy = self._policy(link)
-        aw = "await " if self.is_async else ""
+        guarded = self._guarded()
+        call = user_call(("x = $f(x)",), guarded, self.label)
         if self.on_error == "raise":
-            return Fragment(body=(f"x = {aw}$f(x)",), params={"f": self._guarded()})
+            return call.fragment()
         handler = policy.handle_async if self.is_async else policy.handle_sync
-        return Fragment(
-            body=(
+
+        def with_policy(lines: tuple[str, ...]) -> tuple[str, ...]:
+            return (
                 "try:",
-                f"    x = {aw}$f(x)",
+                *("    " + s for s in lines),
                 "except Exception as $err:",
-                "    x = await $handle($f, x, $index, $err)",
+                "    x = await $handle($raw, x, $index, $err)",
                 "    if x is _SKIP:",
                 "        continue",
-            ),
-            params={"f": self._guarded(), "handle": handler},
-            locals={"err": None},
+            )
+
+        return Fragment(
+            body=with_policy(call.body),
+            probing=None if call.probing is None else with_policy(call.probing),
+            params={**call.params, "raw": guarded, "handle": handler},
+            locals={**call.locals, "err": None},
         )
 
     # -- unfused: a worker pool -------------------------------------------------------------
@@ -156,8 +160,8 @@ class Filter(Operator):
         self.predicate = predicate
 
     def fragment(self, link: Link) -> Fragment:
-        aw = _await(self.predicate)
-        return Fragment(body=(f"if not {aw}$p(x):", "    continue"), params={"p": self.predicate})
+        call = user_call(("if not $p(x):", "    continue"), self.predicate, self.label, "p")
+        return call.fragment()
 
 
 class Tap(Operator):
@@ -168,7 +172,7 @@ class Tap(Operator):
         self.fn = fn
 
     def fragment(self, link: Link) -> Fragment:
-        return Fragment(body=(f"{_await(self.fn)}$f(x)",), params={"f": self.fn})
+        return user_call(("$f(x)",), self.fn, self.label).fragment()
 
 
 class Enumerate(Operator):
@@ -196,10 +200,12 @@ class Scan(Operator):
         self.fn, self.initial = fn, initial
 
     def fragment(self, link: Link) -> Fragment:
+        call = user_call(("$acc = $f($acc, x)", "x = $acc"), self.fn, self.label, args="$acc, x")
         return Fragment(
-            body=("$acc = $f($acc, x)", "x = $acc"),
-            params={"f": self.fn, "initial": self.initial},
-            locals={"acc": "$initial"},
+            body=call.body,
+            probing=call.probing,
+            params={**call.params, "initial": self.initial},
+            locals={**call.locals, "acc": "$initial"},
         )
 
 
@@ -221,14 +227,25 @@ class FlatMap(Operator):
                 index += 1
                 try:
                     inner = await fn(x) if is_async else fn(x)
+                    if not is_async and inspect.isawaitable(inner):
+                        inner = await inner  # a plain function returning a coroutine
                     it = aiter_any(inner)
                 except Exception as exc:
                     annotate(exc, label, index, x)
                     raise
+                except asyncio.CancelledError as exc:
+                    check_stray(exc, label, index=index, item=x)
+                    raise
                 try:
                     async for y in it:
                         yield y
+                except asyncio.CancelledError as exc:
+                    check_stray(exc, label, index=index, item=x)
+                    raise
                 finally:
                     await aclose(it)
+        except asyncio.CancelledError as exc:
+            check_stray(exc, f"the source of {label}")
+            raise
         finally:
             await aclose(src)

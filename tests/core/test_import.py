@@ -10,6 +10,7 @@ from pathlib import Path
 import streamnb
 
 HEAVY = ["grpc", "ipywidgets", "matplotlib", "pandas", "distributed", "dask", "numpy"]
+HEAVY += ["httpx", "httpx_sse", "websockets", "aiohttp"]
 
 
 def test_import_streamnb_does_not_import_optional_dependencies() -> None:

@@ -118,7 +118,7 @@ def test_rate_is_measured_from_the_first_item() -> None:
     m.start()
     clock.t += 100.0  # a long quiet start must not count
     for n in range(1, 11):
-        m.publish(n, 0, n)
+        m.publish(n, 0, None)
         clock.t += 0.1
     m.finish(10, 0, None)
     snap = m.snapshot()

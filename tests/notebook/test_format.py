@@ -269,3 +269,12 @@ def test_throughput_history_merges_a_refresh_too_close_to_the_last() -> None:
     h.add(2.0, {"s": 250})  # measured from the last kept point
     assert h.series()["s"] == ([1.0, 2.0], [100.0, 150.0])
     assert h.span() == 1.0
+
+
+def test_window_table_shows_an_item_whose_repr_raises_by_its_type() -> None:
+    class Hostile:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    html = window_table_html([(1_700_000_000.0, {"obj": Hostile()})], max_chars=200)
+    assert "&lt;" in html and "Hostile object at 0x" in html

@@ -33,6 +33,7 @@ MODULE_EXTRAS = {
     "streamnb.demo": "grpc",
     "streamnb.notebook": "notebook",
     "streamnb.dask": "dask",
+    "streamnb.http": "http",
 }
 #: Calls that use the notebook extra without importing it (dashboard, pandas).
 NOTEBOOK_CALLS = re.compile(r"\.(start|run|run_sync|to_pandas)\(")
