@@ -2,32 +2,34 @@
 
 The function is pure Python (~5 ms per item, calibrated on this machine), so threads share
 one GIL: two of them do about the work of one. Two Dask worker processes have a GIL each.
-Both runs use the same pipeline; only the stage's executor changes::
+The headline runs the user's one-item-per-call pipeline; only the stage's executor changes::
 
     Stream(items).map(work, executor=ThreadPoolExecutor(2), concurrency=2)
     Stream(items).map(work, executor=DaskExecutor(client), concurrency=CONCURRENCY)
 
-A third run sends batches of BATCH items per task (``.batch(BATCH).map(work_many,
-executor=ex)``, ~50 ms per task): the way the module docs recommend for calls this short.
+The DaskExecutor groups the calls into tasks of ~50 ms of work (sized from what it
+measures). Beside it, two reference runs: the same pipeline with one task per call
+(``DaskExecutor(client, batch_size=1)``), and batches made by hand
+(``.batch(BATCH).map(work_many, executor=ex)``, the recipe before adaptive grouping).
 
 Why one task per 5 ms item cannot reach 2x here: every Dask task costs CPU outside the
 function - the client and the scheduler (both in this process with a LocalCluster) and the
-worker's own bookkeeping. The script measures that cost (CPU of this process and of the
-worker processes during the Dask run, minus the function's own CPU) and prints the best
-speedup it allows on C cores when everything shares them: C * w / (w + overhead) for w
-seconds of work per task. With ~5 ms per task and ~4-6 ms overhead that is ~1x, with
-~50 ms tasks ~1.8x.
+worker's own bookkeeping. The script measures that cost from the one-task-per-call and the
+hand-batched runs (same work, 10x fewer tasks: the CPU difference is per-task cost) and
+prints the best speedup it allows on C cores when everything shares them:
+C * w / (w + overhead) for w seconds of work per task.
 
 Settings that trim Dask's background cost, all on the cluster (none on the function or the
 items): the worker's statistical profiler off (it samples the running task every 10 ms),
 work stealing off (two equal workers have nothing to balance), no dashboard server.
 
-Repeats are interleaved (thread, dask, thread, dask, ...) so that noise from the shared
-machine hits both alike; the figure is the ratio of the median times. The cluster's start
-(a few seconds) is not timed: it is paid once per session, not per stage.
+Repeats are interleaved (thread, dask, hand-batched, one per call, ...) so that noise from
+the shared machine hits all alike; the figures are ratios of median times. The cluster's
+start (a few seconds) is not timed: it is paid once per session, not per stage. The load
+average is printed with the result: on a machine shared with other work the ratios drop.
 
-Last line: ``{"speedup_vs_thread": s, "max_in_flight": k}`` (k: the most Dask futures the
-stage held at once; it never exceeds CONCURRENCY).
+Last line: ``{"speedup_vs_thread": s, "hand_batched_speedup": h, "one_task_per_call_speedup":
+o, "items_per_task": k, "max_in_flight": m, "load_avg": l}``.
 
     python benchmarks/bench_dask.py
 """
@@ -61,7 +63,8 @@ _CLUSTER_CONFIG = {
     "distributed.worker.profile.enabled": False,  # no 10 ms sampling of the running task
     "distributed.scheduler.work-stealing": False,  # two equal workers: nothing to balance
 }
-CONCURRENCY = 8  # 4 per worker: a worker has its next tasks while results travel back
+CONCURRENCY = 64  # >= 10 calls per task x 2 tasks per worker x 2 workers (the documented rule)
+ONE_PER_CALL_CONCURRENCY = 8  # one task per call: 4 per worker keeps them busy
 BATCH = 10
 
 
@@ -78,13 +81,15 @@ def spin_many(ns: list[int]) -> list[int]:
 
 
 def calibrate() -> int:
-    """Loop count for ~TARGET_MS of work per call (best of 7: the least disturbed)."""
+    """Loop count for ~TARGET_MS of CPU per call (median of 7 CPU timings: on a shared
+    machine a wall-clock timing would include time spent waiting for a core)."""
     n = 50_000
-    best = float("inf")
+    times = []
     for _ in range(7):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         spin(n)
-        best = min(best, time.perf_counter() - t0)
+        times.append(time.thread_time() - t0)
+    best = statistics.median(times)
     return max(1, int(n * TARGET_MS / 1000 / best))
 
 
@@ -96,9 +101,9 @@ async def run_threads(n: int, pool: ThreadPoolExecutor) -> float:
     return dt
 
 
-async def run_dask(n: int, ex: DaskExecutor) -> float:
+async def run_dask(n: int, ex: DaskExecutor, concurrency: int = CONCURRENCY) -> float:
     t0 = time.perf_counter()
-    out = await Stream([n] * ITEMS).map(spin, executor=ex, concurrency=CONCURRENCY).collect()
+    out = await Stream([n] * ITEMS).map(spin, executor=ex, concurrency=concurrency).collect()
     dt = time.perf_counter() - t0
     assert len(out) == ITEMS
     return dt
@@ -145,50 +150,65 @@ async def main(client: Client) -> dict[str, float | int]:
         one.append(time.process_time() - t0)
     per_item = statistics.median(one)  # CPU seconds of one call
     cores = os.cpu_count() or 1
+    load0 = os.getloadavg()[0]
     print(f"work: spin({n}) ~ {per_item * 1000:.2f} ms CPU per item, {ITEMS} items")
-    print(f"serial estimate: {per_item * ITEMS:.2f} s")
-    threads, cluster, batched = _Costs(), _Costs(), _Costs()
-    max_in_flight = 0
+    print(f"serial estimate: {per_item * ITEMS:.2f} s; load average {load0:.1f} on {cores} cores")
+    threads, adaptive, batched, single = _Costs(), _Costs(), _Costs(), _Costs()
     with ThreadPoolExecutor(2) as pool:
         async with (
-            DaskExecutor(client, name="bench") as ex,
-            DaskExecutor(client, name="batched") as exb,
+            DaskExecutor(client, name="adaptive") as ex,
+            DaskExecutor(client, name="by-hand") as exb,
+            DaskExecutor(client, name="one-per-call", batch_size=1) as ex1,
         ):
             await run_dask(n, ex)  # warm-up: workers import and unpickle the function
             await run_dask_batched(n, exb)
+            await run_dask(n, ex1, ONE_PER_CALL_CONCURRENCY)
             await run_threads(n, pool)
             for r in range(REPEATS):
                 t = await threads.run(client, run_threads(n, pool))
-                d = await cluster.run(client, run_dask(n, ex))
+                d = await adaptive.run(client, run_dask(n, ex))
                 b = await batched.run(client, run_dask_batched(n, exb))
+                o = await single.run(client, run_dask(n, ex1, ONE_PER_CALL_CONCURRENCY))
                 print(
-                    f"repeat {r + 1}: threads {t:.3f} s, dask {d:.3f} s (ratio {t / d:.2f}), "
-                    f"dask batch({BATCH}) {b:.3f} s (ratio {t / b:.2f})"
+                    f"repeat {r + 1}: threads {t:.3f} s | dask adaptive {d:.3f} s "
+                    f"(ratio {t / d:.2f}) | batch({BATCH}) by hand {b:.3f} s ({t / b:.2f}) | "
+                    f"one task per call {o:.3f} s ({t / o:.2f}) | load {os.getloadavg()[0]:.1f}"
                 )
-            max_in_flight = ex.max_in_flight
-            print(ex.info())
+            info = ex.info()
+            print(info)
             print(exb.info())
-    t_med, d_med, b_med = (statistics.median(c.wall) for c in (threads, cluster, batched))
+            print(ex1.info())
+            print(f"preferred concurrency of the adaptive executor: {ex.preferred_concurrency}")
+    t_med, d_med, b_med, o_med = (
+        statistics.median(c.wall) for c in (threads, adaptive, batched, single)
+    )
     print(
         f"median: threads {t_med:.3f} s ({ITEMS / t_med:.0f} items/s), "
-        f"dask {d_med:.3f} s ({ITEMS / d_med:.0f} items/s), "
-        f"dask batch({BATCH}) {b_med:.3f} s ({ITEMS / b_med:.0f} items/s)"
+        f"dask adaptive {d_med:.3f} s ({ITEMS / d_med:.0f} items/s), "
+        f"batch({BATCH}) by hand {b_med:.3f} s ({ITEMS / b_med:.0f} items/s), "
+        f"one task per call {o_med:.3f} s ({ITEMS / o_med:.0f} items/s)"
     )
-    # Both Dask runs do the same work; they differ only in the number of tasks (ITEMS vs
-    # ITEMS / BATCH). The difference of their CPU is therefore pure per-task cost, without
-    # relying on a (noisy) single-call timing of the work.
+    # The one-per-call and the hand-batched runs do the same work; they differ only in the
+    # number of tasks (ITEMS vs ITEMS / BATCH). The difference of their CPU is therefore pure
+    # per-task cost, without relying on a (noisy) single-call timing of the work.
     tasks1, tasks_b = ITEMS, ITEMS // BATCH
-    main1, main_b = (statistics.median(c.main_cpu) for c in (cluster, batched))
-    work1, work_b = (statistics.median(c.workers_cpu) for c in (cluster, batched))
+    main1, main_b = (statistics.median(c.main_cpu) for c in (single, batched))
+    work1, work_b = (statistics.median(c.workers_cpu) for c in (single, batched))
     over_main = (main1 - main_b) / (tasks1 - tasks_b)
     over_workers = (work1 - work_b) / (tasks1 - tasks_b)
     work = work1 - tasks1 * over_workers  # worker CPU that is the function itself
     over = over_main + over_workers
     print(
-        f"per-task cost outside the function (CPU, from the two Dask runs): this process "
-        f"(client + LocalCluster scheduler) {over_main * 1000:.2f} ms + workers "
+        f"per-task cost outside the function (CPU, from the one-per-call and by-hand runs): "
+        f"this process (client + LocalCluster scheduler) {over_main * 1000:.2f} ms + workers "
         f"{over_workers * 1000:.2f} ms = {over * 1000:.2f} ms; the function "
         f"{work / ITEMS * 1000:.2f} ms per item"
+    )
+    main_a, work_a = statistics.median(adaptive.main_cpu), statistics.median(adaptive.workers_cpu)
+    print(
+        f"CPU per item, adaptive grouping: this process {main_a / ITEMS * 1000:.2f} ms, workers "
+        f"{work_a / ITEMS * 1000:.2f} ms (one task per call: {main1 / ITEMS * 1000:.2f} ms, "
+        f"{work1 / ITEMS * 1000:.2f} ms)"
     )
     par = min(cores, 2)
     for label, tasks in (("1 item per task", tasks1), (f"{BATCH} items per task", tasks_b)):
@@ -198,10 +218,17 @@ async def main(client: Client) -> dict[str, float | int]:
             f"  {label}: at most {par} x {w * 1000:.1f} / ({w * 1000:.1f} + {over * 1000:.2f})"
             f" ms of useful CPU -> best speedup vs the threads' {t_med:.2f} s: {best:.2f}"
         )
-    print(f"speedup of batch({BATCH}) tasks vs threads: {t_med / b_med:.2f}")
-    if os.getloadavg()[0] > cores:
-        print(f"note: load average {os.getloadavg()[0]:.1f} on {cores} cores: noisy")
-    return {"speedup_vs_thread": round(t_med / d_med, 2), "max_in_flight": max_in_flight}
+    load = os.getloadavg()[0]
+    if load > cores:
+        print(f"note: load average {load:.1f} on {cores} cores during the run: noisy, low")
+    return {
+        "speedup_vs_thread": round(t_med / d_med, 2),
+        "hand_batched_speedup": round(t_med / b_med, 2),
+        "one_task_per_call_speedup": round(t_med / o_med, 2),
+        "items_per_task": round(info.items_per_task or 0.0, 1),
+        "max_in_flight": info.max_in_flight,
+        "load_avg": round((load0 + load) / 2, 1),
+    }
 
 
 if __name__ == "__main__":

@@ -50,3 +50,37 @@ def use_model(x: int, *, model: bytes) -> tuple[int, int, int]:
 
 def no_model(x: int) -> Any:
     return x
+
+
+def quick(x: int) -> int:
+    """x*x after ~2 ms: a call far shorter than a Dask task's overhead."""
+    time.sleep(0.002)
+    return x * x
+
+
+def record(x: int, marker_dir: str) -> int:
+    """Appends a line to ``marker_dir/x`` per call (so a test can count the calls of x)."""
+    with open(Path(marker_dir) / str(x), "a") as f:
+        f.write("call\n")
+    return x
+
+
+def fail_once_on_three(x: int, marker_dir: str) -> int:
+    """Like :func:`record`, and the first call of 3 raises a ConnectionError."""
+    record(x, marker_dir)
+    if x == 3 and (Path(marker_dir) / "3").read_text().count("call") == 1:
+        raise ConnectionError("first attempt at 3")
+    return x
+
+
+def cancelled_on_two(x: int) -> int:
+    """Raises asyncio.CancelledError (a BaseException) for 2: user code, not a cancellation."""
+    import asyncio
+
+    if x == 2:
+        raise asyncio.CancelledError("user code raised it")
+    return x
+
+
+def ident(x: Any) -> Any:
+    return x
