@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import math
+import numbers
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ __all__ = [
     "format_duration",
     "format_latency",
     "format_rate",
+    "format_value",
     "progress_for",
     "progress_view",
     "recovery_html",
@@ -153,6 +155,49 @@ def format_latency(seconds: float | None) -> str:
 def format_bytes(n: float) -> str:
     """A byte count in B, kB, MB, GB (powers of 1000)."""
     return _si(n) + "B"
+
+
+#: significant digits a table cell shows of a float
+_SIG_DIGITS = 6
+
+
+def format_value(value: Any) -> str | None:
+    """A number as a table cell shows it, or None when ``value`` is not a number.
+
+    Floats get at most 6 significant digits (never ``0.30000000000000004``), with thousands
+    separators from 10,000 up and an exponent only below 1e-4 or from 1e15; ints get thousands
+    separators from 10,000 up (an id or a year below that stays plain). Bools are not numbers
+    here. Why: the window tail is read by a person, a 16-digit float is noise.
+
+    Example::
+
+        format_value(0.1 + 0.2)          # '0.3'
+        format_value(12345.678901)       # '12,345.7'
+        format_value(1234)               # '1234'
+        format_value(1234567)            # '1,234,567'
+        format_value("x")                # None
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    if isinstance(value, numbers.Integral):
+        n = int(value)
+        return f"{n:,}" if abs(n) >= 10_000 else str(n)
+    x = float(value)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    a = abs(x)
+    if a == 0.0:
+        return "0"
+    if a < 1e-4 or a >= 1e15:
+        return f"{x:.{_SIG_DIGITS}g}"
+    digits = math.floor(math.log10(a)) + 1  # digits before the point (<= 0 below 1)
+    decimals = max(0, _SIG_DIGITS - digits)
+    text = f"{x:,.{decimals}f}" if a >= 10_000 else f"{x:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 # -- the progress bar --------------------------------------------------------------------------
@@ -595,5 +640,9 @@ def window_table_html(
 
 def _short(value: Any, max_chars: int) -> str:
     # safe_repr: an item whose __repr__ raises must not break the table (it shows its type)
-    text = value if isinstance(value, str) else safe_repr(value, max_chars + 3)
+    if isinstance(value, str):
+        text = value
+    else:
+        number = format_value(value)
+        text = number if number is not None else safe_repr(value, max_chars + 3)
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"

@@ -278,3 +278,29 @@ def test_window_table_shows_an_item_whose_repr_raises_by_its_type() -> None:
 
     html = window_table_html([(1_700_000_000.0, {"obj": Hostile()})], max_chars=200)
     assert "&lt;" in html and "Hostile object at 0x" in html
+
+
+def test_format_value_shows_numbers_for_reading() -> None:
+    from streamnb.notebook._format import format_value
+
+    assert format_value(0.1 + 0.2) == "0.3"  # no 16-digit float
+    assert format_value(1 / 3) == "0.333333"
+    assert format_value(123.456789) == "123.457"
+    assert format_value(12345.678901) == "12,345.7"
+    assert format_value(99999.99999) == "100,000"
+    assert format_value(-1234.5678) == "-1234.57"
+    assert format_value(0.000123456789) == "0.000123457"
+    assert format_value(2 / 3 * 1e-5) == "6.66667e-06"
+    assert format_value(1e20) == "1e+20"
+    assert format_value(-0.0) == "0"
+    assert format_value(float("nan")) == "NaN" and format_value(float("-inf")) == "-inf"
+    assert format_value(1234) == "1234" and format_value(-42) == "-42"  # ids, years: plain
+    assert format_value(1_234_567) == "1,234,567"
+    assert format_value(True) is None and format_value("1.5") is None and format_value(None) is None
+
+
+def test_window_table_formats_numbers() -> None:
+    rows = [(1_700_000_000.0, {"latency_ms": 12.345678901234567, "n": 1_234_567, "id": 7})]
+    html = window_table_html(rows)
+    assert ">12.3457<" in html and "12.345678901234567" not in html
+    assert ">1,234,567<" in html and ">7<" in html
