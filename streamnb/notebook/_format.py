@@ -520,8 +520,14 @@ def buffer_gauges_html(gauges: Sequence[BufferGauge], *, width: int = 200) -> st
 class ThroughputHistory:
     """Items/s per stage over the recent past, from successive snapshots (bounded).
 
-    Each :meth:`add` takes the snapshots of one refresh; the rate of a stage between two refreshes
-    is its item delta over the time delta. At most ``maxlen`` points are kept per stage.
+    Each :meth:`add` takes the item counts of one refresh. The rate of a stage at a refresh is
+    its item delta over the last ``smooth`` seconds of refreshes (at least one interval), not
+    over the last interval alone: counts are read from the event loop, so a loop that was busy
+    for half a second (a cell starting, a widget being built, an import) delivers the items
+    that arrived meanwhile in one burst, and a single 0.25 s interval would show that catch-up
+    as a spike of several times the true rate (the tour showed 2,800/s for a 1,000/s feed).
+    A refresh right before such a burst is never the base of a later rate either. At most
+    ``maxlen`` points are kept per stage.
 
     Example::
 
@@ -534,25 +540,56 @@ class ThroughputHistory:
     #: refreshes closer than this to the previous point are merged into the next one: the
     #: final refresh right after a periodic one would otherwise draw a spike from a tiny dt
     min_dt: float = 0.05
-    _last: dict[str, tuple[float, int]] = field(default_factory=dict)
+    #: seconds of refreshes a rate is measured over (a stall and its catch-up burst cancel)
+    smooth: float = 1.0
+    _samples: dict[str, deque[tuple[float, int, bool]]] = field(default_factory=dict)
     _points: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
     version: int = 0
 
     def add(self, t: float, counts: Mapping[str, int]) -> None:
         """Record the item counts of every stage at time ``t`` (seconds, monotonic)."""
         for name, items in counts.items():
-            prev = self._last.get(name)
-            if prev is not None and t - prev[0] < self.min_dt:
+            samples = self._samples.get(name)
+            if samples is None:
+                # bounded: one sample per refresh, a refresh is >= min_dt apart
+                keep = max(4, int(self.smooth / self.min_dt) + 4) if self.min_dt > 0 else 64
+                samples = self._samples[name] = deque(maxlen=keep)
+            elif t - samples[-1][0] < self.min_dt:
                 continue
-            self._last[name] = (t, items)
-            if prev is None:
+            base = self._base(samples, t)
+            prev = samples[-1] if samples else None
+            samples.append((t, items, True))
+            if base is None or prev is None:
                 continue
-            rate = max(0.0, (items - prev[1]) / (t - prev[0]))
+            rate = max(0.0, (items - base[1]) / (t - base[0]))
+            if (items - prev[1]) / (t - prev[0]) > 2.0 * rate > 0.0 and len(samples) >= 2:
+                # a burst: the counts of the refresh before lagged behind the items that had
+                # arrived (the loop was busy); that refresh is no base for a later rate, or the
+                # burst would show as a spike once the lag leaves the smoothing window
+                samples[-2] = (prev[0], prev[1], False)
             pts = self._points.get(name)
             if pts is None:
                 pts = self._points[name] = deque(maxlen=self.maxlen)
             pts.append((t, rate))
             self.version += 1
+
+    def _base(
+        self, samples: deque[tuple[float, int, bool]], t: float
+    ) -> tuple[float, int, bool] | None:
+        # the newest sample at least `smooth` seconds old whose counts did not lag, else the
+        # oldest such, else the oldest; the samples before it are no longer needed
+        if not samples:
+            return None
+        chosen = -1
+        for i in range(len(samples) - 1, -1, -1):
+            st, _, ok = samples[i]
+            if ok:
+                chosen = i
+                if t - st >= self.smooth:
+                    break
+        for _ in range(max(0, chosen)):
+            samples.popleft()
+        return samples[0]
 
     def series(self) -> dict[str, tuple[list[float], list[float]]]:
         """``name -> (times, rates)``, oldest first."""
