@@ -127,7 +127,7 @@ def main() -> None:
     session = KernelSession()
     try:
         session.run(SETUP)
-        # warm-up: imports (matplotlib, ipywidgets), code generation, caches
+        # warm-up: imports (ipywidgets, anywidget), code generation, caches
         session.value(f"await consume(plain({n}))")
         session.value(f"await consume(monitored({n}))")
         session.value(f"await dashboard(monitored({n}))")

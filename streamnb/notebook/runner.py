@@ -31,9 +31,9 @@ import asyncio
 import itertools
 import math
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Unpack
 
 from .._clock import AdaptiveStep
 from .._log import get_logger
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from .._runstate import ObservableKind
     from ..stream import RunOptions  # typing only: stream imports this module late
     from ..window import Window
+    from .chart import LiveChart
 
 __all__ = [
     "DEFAULT_REFRESH",
@@ -104,6 +105,16 @@ def _check_options(where: str, options: Mapping[str, Any]) -> None:
             f"{', '.join(sorted(_OPTION_NAMES))} (see streamnb.stream.RunOptions)"
         )
 
+
+
+@dataclass(slots=True)
+class _ChartFeed:
+    """A chart fed from a window: its name and the arrival time of the last row given."""
+
+    chart: LiveChart
+    window: str | None
+    last: float = -math.inf
+    error: NoWindowError | None = None
 
 
 class _View(Protocol):
@@ -203,6 +214,8 @@ class Run:
         self._dashboard: Any = None
         self._displayed_in: str | None = None
         self._window: Window | None = None
+        self._charts: list[_ChartFeed] = []
+        self._chart_task: asyncio.Task[None] | None = None
         #: The exception that broke the live view, if one did (the run itself went on).
         self.view_error: Exception | None = None
 
@@ -291,6 +304,97 @@ class Run:
     def to_pandas(self) -> pd.DataFrame:
         """A DataFrame snapshot of the run's window (bounded), while running or after."""
         return self.window.to_pandas()
+
+    # -- live charts of the window -----------------------------------------------------------
+    def chart(
+        self,
+        x: str | Callable[[Any], Any] = "window_end",
+        y: str | Callable[[Any], Any] = "count",
+        by: str | Callable[[Any], Any] | None = None,
+        *,
+        window: str | None = None,
+        kind: Literal["line", "bar"] = "line",
+        title: str | None = None,
+        max_points: int = 1000,
+    ) -> LiveChart:
+        """A :class:`~streamnb.notebook.chart.LiveChart` of the rows of the run's window.
+
+        ``window`` names the window (default: the run's, see :attr:`window`). The rows that
+        reached the window since the last refresh are given to the chart at the run's refresh
+        rate (at most 4 Hz) - nothing is done per item - and the chart sends only the new
+        points. A chart of a finished run shows the window's final rows.
+
+        Example (in a notebook)::
+
+            handle = start(events.keyed_window(tumbling(1.0), by="kind").window(last=1000))
+            handle.chart(x="window_end", y="count", by="kind")
+        """
+        from .chart import MAX_RATE, LiveChart
+
+        if window is not None and not isinstance(window, str):
+            raise ArgumentTypeError(
+                f"Run.chart(window={window!r}): expected a window's name (str) or None"
+            )
+        if self._iteration is not None:
+            self._chart_window(window)  # a wrong name is refused up front once it can be known
+        rate = min(MAX_RATE, self.refresh)
+        chart = LiveChart(x, y, by, kind=kind, title=title, max_points=max_points, rate=rate)
+        feed = _ChartFeed(chart, window)
+        self._charts.append(feed)
+        if self.done:
+            self._feed_charts()
+            chart.flush()
+        elif self._chart_task is None:
+            task = self._task
+            if task is None:
+                raise UsageError(f"Run.chart(): run {self.name!r} was never started")
+            self._chart_task = task.get_loop().create_task(
+                self._chart_loop(), name=f"streamnb.charts:{self.name}"
+            )
+        return chart
+
+    def _chart_window(self, name: str | None) -> Window:
+        if name is None:
+            return self.window
+        windows: Mapping[str, Window] = getattr(self._iteration, "windows", None) or {}
+        if name not in windows:
+            raise NoWindowError(
+                f"Run.chart(window={name!r}): run {self.name!r} has no such window "
+                f"(its windows: {', '.join(map(repr, windows)) or 'none'})"
+            )
+        return windows[name]
+
+    def _feed_charts(self) -> None:
+        """Give each chart the rows its window received since the last refresh."""
+        if self._iteration is None:
+            return
+        for feed in self._charts:
+            if feed.error is not None:
+                continue
+            try:
+                w = self._chart_window(feed.window)
+            except NoWindowError as exc:  # a name that only the opened run could check
+                feed.error = exc
+                _log.error("streamnb.notebook.chart_failed", run=self.name, error=str(exc))
+                continue
+            chart = feed.chart
+            limit = chart.max_points * chart.max_series
+            n = 16
+            while True:  # read only the new rows: cost follows them, not the window's size
+                rows = w.tail(n)
+                if len(rows) < n or rows[0][0] <= feed.last or n >= limit:
+                    break
+                n = min(limit, n * 4)
+            new = [item for t, item in rows if t > feed.last]
+            if rows:
+                feed.last = max(feed.last, rows[-1][0])
+            chart.extend(new)
+
+    async def _chart_loop(self) -> None:
+        period = 1.0 / self.refresh
+        while True:
+            await asyncio.sleep(period)
+            self._feed_charts()
 
     # -- control ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -475,6 +579,17 @@ class Run:
                     await refresher
                 except asyncio.CancelledError:
                     pass
+            if self._chart_task is not None:
+                self._chart_task.cancel()
+                try:
+                    await self._chart_task
+                except asyncio.CancelledError:
+                    pass
+                self._chart_task = None
+            if self._charts:
+                self._feed_charts()
+                for feed in self._charts:
+                    feed.chart.flush()
             self._close_view()
             self._finished.set()
             if _RUNS.get(self.name) is self:

@@ -2,10 +2,11 @@
 
 The test starts JupyterLab on 127.0.0.1 (empty token, a free port, a temporary root), opens a
 notebook with two cells, runs all cells from the Run menu and reads the DOM while the pipeline
-runs: the progress bar must be seen part-way and then full, the throughput plot must be an
-<img> with a loaded blob/data source, and clicking the Stop button of a background run must
-end that run in the kernel. A screenshot goes to the test's folder (and to docs/dashboard.png,
-the README's picture, when STREAMNB_UPDATE_SCREENSHOT=1 is set).
+runs: the progress bar must be seen part-way and then full, the throughput chart (the anywidget
+LiveChart's canvas) must have drawn rate points sent from the kernel, and clicking the Stop
+button of a background run must end that run in the kernel. A screenshot goes to the test's
+folder (and to docs/dashboard.png, the README's picture, when STREAMNB_UPDATE_SCREENSHOT=1 is
+set).
 """
 
 from __future__ import annotations
@@ -135,19 +136,19 @@ def test_dashboard_runs_live_in_jupyterlab(tmp_path: Path) -> None:
             assert "1,500/1,500 items" in text and "source" in text, text
             assert "high-water" in text, f"no buffer gauge in {text!r}"
 
+            # the throughput chart (anywidget canvas) drew the rate points the kernel sent
             page.wait_for_function(
                 """() => {
-                    const img = document.querySelector('.streamnb-dashboard img');
-                    return img && /^(blob:|data:)/.test(img.src) && img.complete
-                        && img.naturalWidth > 0 && img.naturalHeight > 0;
+                    const c = document.querySelector('.streamnb-dashboard .streamnb-chart');
+                    return c && Number(c.dataset.points) >= 2;
                 }""",
                 timeout=30_000,
             )
             size = page.evaluate(
-                "() => { const i = document.querySelector('.streamnb-dashboard img');"
-                " return [i.naturalWidth, i.naturalHeight]; }"
+                "() => { const c = document.querySelector('.streamnb-dashboard canvas');"
+                " return [c.width, c.height]; }"
             )
-            assert size[0] > 100 and size[1] > 50, f"plot image too small: {size}"
+            assert size[0] > 100 and size[1] > 50, f"chart canvas too small: {size}"
 
             dashboards = page.locator(".streamnb-dashboard")
             dismiss_news(page)

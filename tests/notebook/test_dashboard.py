@@ -97,25 +97,37 @@ def test_resilient_sources_and_calls_show_their_reconnects_and_counters(dash: Da
     assert "2 errors (0 decode), 2 reconnects · running" in body
 
 
-def test_plot_is_drawn_when_there_is_history_and_throttled(dash: Dashboard) -> None:
+def test_throughput_goes_to_the_live_chart_as_new_points_only(dash: Dashboard) -> None:
+    sent: list[dict[str, Any]] = []
     dash.update(frame(stages={"s": snap("s", items=0)}, taken_at=0.0))
-    dash.update(frame(stages={"s": snap("s", items=100)}, taken_at=0.5))
-    assert dash.plot is None  # one rate point is not a plot yet
-    dash.update(frame(stages={"s": snap("s", items=300)}, taken_at=1.0))
-    assert dash.plot is None  # two points half a second apart: too short a history to plot
-    assert len(dash.widget.children) == 3
-    dash.update(frame(stages={"s": snap("s", items=600)}, taken_at=1.5))
-    assert dash.plot is not None and dash.widget.children[-1] is dash.plot
-    png = bytes(dash.plot.value)
-    assert png.startswith(b"\x89PNG") and len(png) > 1000
-    dash.update(frame(stages={"s": snap("s", items=700)}, taken_at=1.75))
-    assert bytes(dash.plot.value) == png  # throttled: at most ~1 redraw per second
-    dash.update(frame(stages={"s": snap("s", items=900)}, taken_at=100.0))
-    assert bytes(dash.plot.value) != png
-    final = bytes(dash.plot.value)
-    dash.close(frame("done", stages={"s": snap("s", items=5000)}, taken_at=100.1))
-    assert bytes(dash.plot.value) != final  # the final state is always drawn
+    assert dash.chart is None and len(dash.widget.children) == 3  # no rate point yet
+    dash.update(frame(stages={"s": snap("s", items=250)}, taken_at=0.25))
+    assert dash.chart is not None and dash.widget.children[-1] is dash.chart.widget
+    dash.chart.widget.send = sent.append  # type: ignore[method-assign]
+    assert dash.chart.rows == 1
+    for i in range(2, 12):  # no running loop here: the chart sends when its rate allows
+        dash.update(frame(stages={"s": snap("s", items=250 * i)}, taken_at=0.25 * i))
+    assert dash.chart.rows == 11  # one point per refresh, never one per item
+    dash.close(frame("done", stages={"s": snap("s", items=3000)}, taken_at=3.0))
+    assert dash.chart.rows == 12
+    pts = [(x, y) for m in sent for x, y in zip(m["x"], m["y"], strict=True)]
+    xs = [x for x, _ in pts]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)  # no point sent twice
+    assert 1 <= len(pts) <= 11 and all(m["type"] == "points" for m in sent)
+    assert [y for _, y in pts][-1] == pytest.approx(1000.0)  # the final state is sent
     assert len(dash.widget.children) == 4
+
+
+def test_the_chart_is_bounded_and_its_messages_do_not_follow_the_item_count() -> None:
+    counts = []
+    for per_refresh in (10, 100_000):
+        d = Dashboard("etl", refresh=4.0)
+        for i in range(1000):  # 250 s of refreshes at 4 Hz
+            d.update(frame(stages={"s": snap("s", items=per_refresh * i)}, taken_at=0.25 * i))
+        assert d.chart is not None
+        assert d.chart.points <= d.history.maxlen <= int(60 * 4.0) + 2  # 60 s kept
+        counts.append(d.chart.messages)
+    assert counts[0] == counts[1], counts
 
 
 def test_static_layouts_and_styles_are_shared_between_dashboards(dash: Dashboard) -> None:
@@ -137,11 +149,14 @@ def test_window_tail_table(dash: Dashboard) -> None:
 def test_a_refresh_sends_few_messages_and_none_when_nothing_changed(dash: Dashboard) -> None:
     stages = {"a": snap("a", items=1), "b": snap("b", items=1)}
     dash.update(frame(items=1, elapsed=1.0, stages=stages, taken_at=0.0))
+    dash.update(frame(items=1, elapsed=1.0, stages=stages, taken_at=0.25))  # the chart appears
+    assert dash.chart is not None
     sends = count_sends(dash)
-    dash.update(frame(items=1, elapsed=1.0, stages=stages, taken_at=0.1))
-    assert sends["n"] == 0  # same values: traitlets sends nothing
+    # same values, and too soon after the last refresh for a new rate point: nothing is sent
+    dash.update(frame(items=1, elapsed=1.0, stages=stages, taken_at=0.26))
+    assert sends["n"] == 0
     stages2 = {"a": snap("a", items=5000), "b": snap("b", items=4000)}
-    dash.update(frame(items=5000, elapsed=1.0, total=10_000, stages=stages2, taken_at=0.2))
-    # hold_sync groups each widget's changes: bar, info, body (+ the plot, + the VBox's children
-    # the first time the plot appears)
-    assert 1 <= sends["n"] <= 5
+    dash.update(frame(items=5000, elapsed=1.0, total=10_000, stages=stages2, taken_at=0.5))
+    # hold_sync groups each widget's changes: bar, info, body, + one chart message holding
+    # both stages' new points
+    assert 1 <= sends["n"] <= 4

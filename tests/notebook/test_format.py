@@ -278,3 +278,85 @@ def test_window_table_shows_an_item_whose_repr_raises_by_its_type() -> None:
 
     html = window_table_html([(1_700_000_000.0, {"obj": Hostile()})], max_chars=200)
     assert "&lt;" in html and "Hostile object at 0x" in html
+
+
+def test_format_value_shows_numbers_for_reading() -> None:
+    from streamnb.notebook._format import format_value
+
+    assert format_value(0.1 + 0.2) == "0.3"  # no 16-digit float
+    assert format_value(1 / 3) == "0.333333"
+    assert format_value(123.456789) == "123.457"
+    assert format_value(12345.678901) == "12,345.7"
+    assert format_value(99999.99999) == "100,000"
+    assert format_value(-1234.5678) == "-1234.57"
+    assert format_value(0.000123456789) == "0.000123457"
+    assert format_value(2 / 3 * 1e-5) == "6.66667e-06"
+    assert format_value(1e20) == "1e+20"
+    assert format_value(-0.0) == "0"
+    assert format_value(float("nan")) == "NaN" and format_value(float("-inf")) == "-inf"
+    assert format_value(1234) == "1234" and format_value(-42) == "-42"  # ids, years: plain
+    assert format_value(1_234_567) == "1,234,567"
+    assert format_value(True) is None and format_value("1.5") is None and format_value(None) is None
+
+
+def test_window_table_formats_numbers() -> None:
+    rows = [(1_700_000_000.0, {"latency_ms": 12.345678901234567, "n": 1_234_567, "id": 7})]
+    html = window_table_html(rows)
+    assert ">12.3457<" in html and "12.345678901234567" not in html
+    assert ">1,234,567<" in html and ">7<" in html
+
+
+def test_throughput_after_a_busy_loop_does_not_spike_above_the_true_rate() -> None:
+    # a 1,000/s feed read every 0.25 s; the loop is busy from 0.5 s to 1.0 s (a cell starting,
+    # a widget being built), so the items that arrived meanwhile are counted in one burst at
+    # 1.25 s - 730 items in 0.25 s. The rate must stay the feed's, not 2,920/s.
+    h = ThroughputHistory(maxlen=100)
+    for t, n in [(0.0, 0), (0.25, 250), (0.5, 500), (1.0, 520), (1.25, 1250), (1.5, 1500)]:
+        h.add(t, {"feed": n})
+    times, rates = h.series()["feed"]
+    assert times == [0.25, 0.5, 1.0, 1.25, 1.5]
+    assert max(rates) <= 1000.0 + 1e-9, rates
+    assert rates[-2:] == [1000.0, 1000.0]  # measured over the last second: stall and burst
+    assert rates[2] == 520.0  # the stall itself still shows (over the one second it covers)
+
+
+def test_throughput_history_keeps_few_samples_per_stage() -> None:
+    h = ThroughputHistory(maxlen=5, smooth=1.0)
+    for i in range(1000):
+        h.add(i * 0.1, {"s": i * 10})
+    assert h.series()["s"][1][-1] == pytest.approx(100.0)
+    assert len(h._samples["s"]) <= 12  # the samples of one smoothing window, not the run
+    assert len(h) == 5
+
+
+def test_a_burst_after_a_stalled_first_refresh_never_spikes() -> None:
+    # a real kernel running the tour: the run starts while the loop is busiest, so the counts
+    # of the first refreshes lag, then the items that arrived meanwhile come in one burst
+    feeds = [
+        [(0.0, 230), (0.67, 488), (0.92, 1154), (1.17, 1414), (1.42, 1660), (1.67, 1906)],
+        [(0.0, 213), (0.25, 477), (0.69, 477), (0.95, 1183), (1.2, 1423), (1.45, 1665)],
+        [(0.0, 224), (0.25, 490), (0.62, 490), (0.88, 1108), (1.13, 1349), (1.38, 1599)],
+    ]
+    for feed in feeds:
+        h = ThroughputHistory(maxlen=100)
+        t_end, n_end = feed[-1]
+        for t, n in feed + [(t_end + 0.25 * i, n_end + 250 * i) for i in range(1, 8)]:
+            h.add(t, {"feed": n})
+        rates = h.series()["feed"][1]
+        # 1,000/s and a real run's jitter; before: 2,664/s, 2,800/s and 2,472/s, then ~1,400/s
+        # once the stall left the smoothing window
+        assert max(rates) <= 1100.0, (feed, rates)  # the first 0.25 s jitters by 7 %
+        assert rates[-1] == pytest.approx(1000.0)
+
+
+def test_a_real_rate_change_still_shows() -> None:
+    h = ThroughputHistory(maxlen=100)
+    for i in range(9):
+        h.add(0.25 * i, {"s": 250 * i})  # 1,000/s for 2 s
+    n = 2000
+    for i in range(1, 9):
+        n += 1000
+        h.add(2.0 + 0.25 * i, {"s": n})  # then 4,000/s
+    rates = h.series()["s"][1]
+    assert rates[7] == pytest.approx(1000.0)
+    assert rates[-1] == pytest.approx(4000.0)  # within ~1.25 s of smoothing

@@ -399,3 +399,42 @@ async def test_the_runs_frame_is_built_from_its_snapshots_only() -> None:
     assert "dropped at 10" in (src.last_error or "")
     assert f.calls == {}
     assert set(handle.snapshots()) == {"resilient:src", "buffer:b", "concurrency:echo", "monitor:m"}
+
+
+async def test_run_chart_gets_each_new_window_row_once_at_the_refresh_rate() -> None:
+    src = Source(400, delay=0.002)
+    s = Stream(src).map(lambda i: {"i": i, "v": i % 5, "k": "ab"[i % 2]}).window(
+        last=1000, name="w"
+    )
+    handle = start(s, display=False, name="t-chart", refresh=4.0)
+    chart = handle.chart(x="i", y="v", by="k", window="w")
+    sent: list[dict[str, Any]] = []
+    chart.widget.send = sent.append  # type: ignore[method-assign]
+    await handle
+    assert chart.rows == 400  # every row of the window, once
+    xs = sorted(x for m in sent for x in m["x"])
+    assert xs == [float(i) for i in range(400)]  # each point sent once
+    assert len(sent) <= handle.elapsed * 4.0 + 3  # at the refresh rate, never per item
+    assert handle._chart_task is None and not others()  # the feeder ended with the run
+
+
+async def test_run_chart_of_a_busy_window_reads_only_what_is_new() -> None:
+    s = Stream(range(200_000)).map(lambda i: {"i": i, "v": 1.0}).window(last=50)
+    handle = start(s, display=False, name="t-chart-busy", refresh=4.0)
+    chart = handle.chart(x="i", y="v")
+    await handle
+    refreshes = handle.elapsed * 4.0 + 2
+    assert 50 <= chart.rows <= 50 * refreshes  # at most the window's rows per refresh
+    assert chart.points == min(chart.rows, chart.max_points)
+
+
+async def test_run_chart_names_a_missing_window_and_reads_a_finished_run() -> None:
+    handle = start(Stream(range(5)).map(lambda i: {"i": i, "n": i}).window(last=3, name="a"),
+                   display=False, name="t-chart-done")
+    await handle
+    with pytest.raises(NoWindowError, match=r"window='b'.*its windows: 'a'"):
+        handle.chart(x="i", y="n", window="b")
+    chart = handle.chart(x="i", y="n", window="a")
+    assert chart.rows == 3 and chart.to_pandas()["x"].tolist() == [2.0, 3.0, 4.0]
+    with pytest.raises(ArgumentTypeError, match=r"Run.chart\(window=3\)"):
+        handle.chart(window=3)  # type: ignore[arg-type]
