@@ -14,6 +14,8 @@ import asyncio
 from collections.abc import AsyncGenerator, Iterable, Iterator
 from typing import Any
 
+from streamnb import CircuitBreaker
+
 
 class Tracked:
     """A factory of async generators over ``items`` that counts and records cleanup.
@@ -163,3 +165,24 @@ class _ResourceIter:
         if not self._closed:
             self._closed = True
             self._owner.closed += 1
+
+
+class ManualClock:
+    """A clock the test moves by hand, so a breaker's reset timeout passes instantly."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def opened_breaker() -> tuple[CircuitBreaker, ManualClock]:
+    """A breaker that has just become half-open (one failure opened it, the timeout passed)."""
+    clock = ManualClock()
+    cb = CircuitBreaker(failure_threshold=1, reset_timeout=10.0, clock=clock)
+    cb.record_failure(RuntimeError("down"))
+    assert cb.state == "open"
+    clock.now += 11.0
+    assert cb.state == "half_open"
+    return cb, clock

@@ -14,36 +14,14 @@ from typing import Any
 import pytest
 
 from streamnb import (
-    CircuitBreaker,
     RetryPolicy,
     StrayCancelledError,
     Stream,
 )
 
-from ._support import assert_no_tasks_left, settle
+from ._support import assert_no_tasks_left, opened_breaker, settle
 
 BOUND = 5.0  # seconds: far more than any of these runs needs; a hang fails the test
-
-
-class ManualClock:
-    """A clock the test moves by hand, so a breaker's reset timeout passes instantly."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _opened_breaker() -> tuple[CircuitBreaker, ManualClock]:
-    """A breaker that has just become half-open (one failure opened it, the timeout passed)."""
-    clock = ManualClock()
-    cb = CircuitBreaker(failure_threshold=1, reset_timeout=10.0, clock=clock)
-    cb.record_failure(RuntimeError("down"))
-    assert cb.state == "open"
-    clock.now += 11.0
-    assert cb.state == "half_open"
-    return cb, clock
 
 
 async def _stray_cancel() -> None:
@@ -55,7 +33,7 @@ async def _stray_cancel() -> None:
 
 # 1 -- (the rest is in test_recovery.py) ------------------------------------------------------
 async def test_item1_resilient_breaker_trial_cancelled_frees_the_trial() -> None:
-    cb, _ = _opened_breaker()
+    cb, _ = opened_breaker()
 
     async def never_answers(token: Any) -> AsyncGenerator[int, None]:
         await asyncio.Event().wait()

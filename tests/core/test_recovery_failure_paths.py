@@ -15,35 +15,14 @@ import pytest
 
 from streamnb import CircuitBreaker, CircuitOpenError, Stream
 
-from ._support import assert_no_tasks_left
+from ._support import ManualClock, assert_no_tasks_left, opened_breaker
 
 BOUND = 5.0  # seconds: a hang fails the test instead of the suite
 
 
-class ManualClock:
-    """A clock the test moves by hand, so a breaker's reset timeout passes instantly."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _opened_breaker() -> tuple[CircuitBreaker, ManualClock]:
-    """A breaker that has just become half-open (one failure opened it, the timeout passed)."""
-    clock = ManualClock()
-    cb = CircuitBreaker(failure_threshold=1, reset_timeout=10.0, clock=clock)
-    cb.record_failure(RuntimeError("down"))
-    assert cb.state == "open"
-    clock.now += 11.0
-    assert cb.state == "half_open"
-    return cb, clock
-
-
 # 1 -- a cancelled half-open trial must not block the breaker forever --------------------------
 async def test_item1_map_breaker_trial_cancelled_by_timeout_frees_the_trial() -> None:
-    cb, _ = _opened_breaker()
+    cb, _ = opened_breaker()
 
     async def hangs(x: int) -> int:
         await asyncio.Event().wait()
@@ -62,7 +41,7 @@ async def test_item1_map_breaker_trial_cancelled_by_timeout_frees_the_trial() ->
 
 
 async def test_item1_map_breaker_trial_cancelled_by_break_frees_the_trial() -> None:
-    cb, _ = _opened_breaker()
+    cb, _ = opened_breaker()
     started = asyncio.Event()
 
     async def hangs(x: int) -> int:
@@ -85,7 +64,7 @@ async def test_item1_map_breaker_trial_cancelled_by_break_frees_the_trial() -> N
 
 
 async def test_item1_concurrent_map_breaker_trial_cancelled_frees_the_trial() -> None:
-    cb, _ = _opened_breaker()
+    cb, _ = opened_breaker()
 
     async def hangs(x: int) -> int:
         await asyncio.Event().wait()
@@ -100,7 +79,7 @@ async def test_item1_concurrent_map_breaker_trial_cancelled_frees_the_trial() ->
 
 
 def test_item1_call_sync_interrupted_trial_frees_the_trial() -> None:
-    cb, _ = _opened_breaker()
+    cb, _ = opened_breaker()
 
     def interrupted(x: int) -> int:
         raise KeyboardInterrupt
