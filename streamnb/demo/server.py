@@ -37,6 +37,12 @@ three ways, and :attr:`ServedCall.cancelled` covers all of them:
    as case 1. A cancellation that reaches the server *after* that (the client cancelling
    while the handler's answer is already on its way) is not a cancellation of the handler and
    is recorded as a normal finish.
+4. grpc's write of a yielded response fails in the core (``ExecuteBatchError``) because the
+   call is already gone there, before grpc's Python side has marked the client closed: grpc
+   logs the error, nothing is cancelled, and the generator is left suspended at its ``yield``.
+   Generator handlers therefore note when a response is handed to grpc and not yet written
+   (:attr:`ServedCall.cancelled` is set when the call finishes with one outstanding): a
+   normal finish always resumes the generator past its last ``yield`` first.
 
 ``cancelled`` is also true when the call's deadline passed or the server stopped before the
 handler finished: grpc cancels the handler the same way, and the server cannot tell these apart
@@ -104,6 +110,8 @@ class ServedCall:
     finished: bool = False
     error: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # a yielded response grpc has not written yet (case 4 of the module docstring)
+    _writing: bool = field(default=False, init=False, repr=False)
 
 
 def _serialize(message: Any) -> bytes:
@@ -382,6 +390,7 @@ class DemoServer:
                 record.cancelled
                 or (task is not None and task.cancelling() > 0)
                 or bool(ctx.cancelled())
+                or record._writing
             )
             code = ctx.code()
             if code is not None and code not in (0, grpc.StatusCode.OK):
@@ -540,7 +549,9 @@ class DemoServer:
             async for event in requests:
                 record.received += 1
                 event.timestamp = time.time()
+                record._writing = True
                 yield event
+                record._writing = False
                 record.sent += 1
             await _after_requests(context)
         except asyncio.CancelledError:
@@ -573,7 +584,9 @@ class DemoServer:
                 for event in answer_prompt(prompt.id, prompt.text):
                     if self.token_delay:
                         await asyncio.sleep(self.token_delay)
+                    record._writing = True
                     yield _agent_event(event)
+                    record._writing = False
                     record.sent += 1
             await _after_requests(context)
         except asyncio.CancelledError:
@@ -707,7 +720,9 @@ class DemoServer:
                     if self.token_delay:
                         await asyncio.sleep(self.token_delay)
                     event["timestamp"] = time.time()
+                    record._writing = True
                     yield json.dumps(event).encode()
+                    record._writing = False
                     record.sent += 1
             await _after_requests(context)
         except asyncio.CancelledError:
@@ -721,7 +736,9 @@ class DemoServer:
         try:
             async for data in requests:
                 record.received += 1
+                record._writing = True
                 yield data
+                record._writing = False
                 record.sent += 1
             await _after_requests(context)
         except asyncio.CancelledError:
