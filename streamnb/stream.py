@@ -348,7 +348,9 @@ class Stream(Generic[T]):
             if frags or is_sync:
                 cur, is_sync, frags = fuse(frags, cur, is_sync), False, []
             cur = op.stage(cur, link)
-        if frags or is_sync:
+        if frags or is_sync or not ops:
+            # a bare async source still goes through the fused loop, which names a stray
+            # CancelledError from it (one generator layer; every other source already has it)
             cur = fuse(frags, cur, is_sync)
         return cast(AsyncIterator[T], cur)
 

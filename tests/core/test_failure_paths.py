@@ -218,6 +218,20 @@ async def test_item7_stray_cancel_in_a_source_fails_the_stream(downstream: str) 
     await assert_no_tasks_left()
 
 
+async def test_item7_stray_cancel_in_a_bare_generator_object_is_named() -> None:
+    """``Stream(agen())`` with no operator: the generator object is the source itself."""
+    with pytest.raises(StrayCancelledError, match="the source raised CancelledError on item #2"):
+        async with asyncio.timeout(BOUND):
+            await Stream(_source_with_stray_cancel(at=2)()).collect()
+    got = []
+    with pytest.raises(StrayCancelledError):
+        async with asyncio.timeout(BOUND):
+            async for x in Stream(_source_with_stray_cancel(at=3)()):
+                got.append(x)
+    assert got == [0, 1, 2]
+    await assert_no_tasks_left()
+
+
 @pytest.mark.parametrize("concurrency", [1, 2, 4])
 @pytest.mark.parametrize("ordered", [True, False])
 async def test_item7_stray_cancel_in_a_map_function_names_the_stage(
