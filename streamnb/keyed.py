@@ -22,7 +22,9 @@ row of their own (``"late": True``; add it to the earlier row for counts and sum
 ``late="raise"`` fails the run. The end of the stream flushes every open window; a run that
 stops early leaves them open and :meth:`KeyedWindows.open_windows` (and the log event
 ``keyed.open_at_stop``) says which. :meth:`KeyedWindows.partial` shows the open windows'
-current results, marked ``"open": True``.
+current results, marked ``"open": True``; :meth:`KeyedWindows.rows` (and ``to_pandas()``)
+puts them after the last ``keep`` rows the engine emitted (closed windows, ``"open": False``)
+- what ``run.to_pandas(name)`` of a notebook run shows for a keyed stage.
 
 Memory is bounded: at most ``max_keys`` keys hold open windows. A new key beyond that is
 an error (:class:`~streamnb.errors.KeyLimitError`, the default ``on_max_keys="error"``) or,
@@ -51,6 +53,7 @@ import heapq
 import itertools
 import math
 import time as _time
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
@@ -91,6 +94,8 @@ LatePolicy = Literal["dead_letter", "include", "raise"]
 _LATE = ("dead_letter", "include", "raise")
 _ON_MAX_KEYS = ("error", "evict")
 DEFAULT_MAX_KEYS = 10_000
+#: How many emitted rows (closed windows) an engine keeps for :meth:`KeyedWindows.rows`.
+DEFAULT_KEEP = 1000
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,7 @@ class KeyedWindows:
         dead_letter: DeadLetter[Any] | None = None,
         max_keys: int = DEFAULT_MAX_KEYS,
         on_max_keys: Literal["error", "evict"] = "error",
+        keep: int = DEFAULT_KEEP,
         name: str | None = None,
     ) -> None:
         method = shape.kind if isinstance(shape, WindowShape) else "KeyedWindows"
@@ -217,6 +223,9 @@ class KeyedWindows:
         self.late_policy = check_choice(method, "late", late, _LATE)
         self.on_max_keys = check_choice(method, "on_max_keys", on_max_keys, _ON_MAX_KEYS)
         self.max_keys = check_int(method, "max_keys", max_keys, minimum=1)
+        self.keep = check_int(method, "keep", keep, minimum=0)
+        # the last `keep` rows emitted, copied (a downstream stage may change the dict it got)
+        self._emitted: deque[dict[str, Any]] = deque(maxlen=self.keep)
         if dead_letter is not None and not isinstance(dead_letter, DeadLetter):
             raise ArgumentTypeError(f"{method}(dead_letter={dead_letter!r}): expected a DeadLetter")
         self.dead_letter: DeadLetter[Any] = dead_letter if dead_letter is not None else DeadLetter()
@@ -590,9 +599,12 @@ def factory():
         self._next_close = heap[0][0] if heap else math.inf
 
     def drain(self) -> list[dict[str, Any]]:
-        """The rows of the windows closed since the last call, in closing order."""
+        """The rows of the windows closed since the last call, in closing order (the last
+        ``keep`` of them are also kept for :meth:`rows`)."""
         out = self._ready[:]
         self._ready.clear()
+        if out and self.keep:
+            self._emitted.extend(map(dict, out))
         return out
 
     def run(self, source: AsyncIterable[Any]) -> AsyncIterator[dict[str, Any]]:
@@ -652,11 +664,27 @@ def factory():
             rows.append(row)
         return rows
 
+    def emitted(self) -> list[dict[str, Any]]:
+        """The last ``keep`` rows the engine emitted (closed windows and correction rows),
+        oldest first, each marked ``"open": False``."""
+        return [{**row, "open": False} for row in self._emitted]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """What the stage has shown so far: :meth:`emitted` (in the order they were emitted),
+        then :meth:`partial` (the open windows, oldest end first, ``"open": True``).
+
+        Example::
+
+            engine.rows()[-1]   # {'k': 'a', 'window_start': 7.0, ..., 'count': 3, 'open': True}
+        """
+        return self.emitted() + self.partial()
+
     def to_pandas(self) -> pd.DataFrame:
-        """The open windows' partial results as a DataFrame (column ``open`` is True)."""
+        """:meth:`rows` as a DataFrame: the kept closed windows (``open`` False), then the
+        open windows' partial results (``open`` True)."""
         import pandas as pd
 
-        return pd.DataFrame(self.partial())
+        return pd.DataFrame(self.rows())
 
     def snapshot(self) -> KeyedWindowSnapshot:
         """A frozen view for the dashboard and metrics (cheap, safe any time)."""

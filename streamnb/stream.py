@@ -533,8 +533,9 @@ class Stream(Generic[T]):
         """Rows of closed keyed event-time windows (:mod:`streamnb.keyed`): ``shape`` is
         ``tumbling(size)``, ``sliding(size, every)`` or ``session(gap)``; ``options`` are
         ``by=``, ``time=``, ``aggs=``, ``allowed_lateness=``, ``late=``, ``max_keys=``,
-        ``on_max_keys=``, checked up front. Late items are counted and dead-lettered, never
-        dropped silently; each run registers a ``"window"`` snapshot.
+        ``on_max_keys=``, ``keep=`` (closed windows kept for ``to_pandas``), checked up front.
+        Late items are counted and dead-lettered, never dropped silently; each run registers a
+        ``"window"`` snapshot.
 
         Example::
 

@@ -316,6 +316,9 @@ async def test_default_time_is_the_arrival_time() -> None:
         (lambda: session(math.nan), InvalidArgumentError, "gap"),
         (lambda: KeyedWindows(tumbling(1), late="drop"), InvalidArgumentError, "late="),
         (lambda: KeyedWindows(tumbling(1), max_keys=0), InvalidArgumentError, "max_keys"),
+        (lambda: KeyedWindows(tumbling(1), keep=-1), InvalidArgumentError, r"keep=-1"),
+        (lambda: KeyedWindows(tumbling(1), keep=10.0), ArgumentTypeError, r"keep=10\.0"),
+        (lambda: KeyedWindows(tumbling(1), keep=True), ArgumentTypeError, "keep="),
         (
             lambda: KeyedWindows(tumbling(1), allowed_lateness=-1),
             InvalidArgumentError,
@@ -345,3 +348,67 @@ async def test_snapshot_is_live_while_the_compiled_loop_runs() -> None:
     assert seen[0][0] == 11 and seen[0][1] == pytest.approx(1.0)  # the item that closed [0, 1)
     assert [s[0] for s in seen] == sorted(s[0] for s in seen)
     assert engine.snapshot().items == 100 and engine.snapshot().open == 0
+
+
+@pytest.mark.parametrize("shape", [tumbling(1.0), sliding(2.0, 1.0), session(0.5)])
+async def test_rows_are_the_last_kept_closed_windows_then_the_open_ones(shape: Any) -> None:
+    engine = KeyedWindows(shape, by="k", time="t", aggs={"n": "count", "s": ("v", "sum")}, keep=4)
+    events = [{"k": "ab"[i % 2], "t": i * 0.3, "v": i} for i in range(40)]
+    out = []
+    async for row in keyed_windows(_aiter(events), engine):
+        out.append(dict(row))
+        row["n"] = -1  # a downstream stage changing the dict it got changes nothing kept
+        assert len(engine.emitted()) <= 4  # bounded by keep
+    assert len(out) > 8
+    assert engine.rows() == [{**r, "open": False} for r in out[-4:]]  # all closed at the end
+    assert engine.partial() == [] and engine.snapshot().closed == len(out)
+    per_item = 2 if shape.kind == "sliding" else 1  # sliding(2, 1): each item is in 2 windows
+    assert sum(r["n"] for r in out) == len(events) * per_item
+
+
+async def test_rows_while_open_put_the_partial_windows_last_and_keep_0_keeps_none() -> None:
+    engine = KeyedWindows(tumbling(1.0), by="k", time="t", aggs={"n": "count"})
+    for i in range(25):  # windows [0, 1) and [1, 2) close, [2, 3) stays open
+        engine.push({"k": "ab"[i % 2], "t": i * 0.1})
+    closed = engine.drain()
+    rows = engine.rows()
+    assert [(r["k"], r["window_start"], r["open"]) for r in rows] == [
+        ("a", 0.0, False),
+        ("b", 0.0, False),
+        ("a", 1.0, False),
+        ("b", 1.0, False),
+        ("a", 2.0, True),
+        ("b", 2.0, True),
+    ]
+    assert [r["n"] for r in rows] == [r["n"] for r in closed] + [3, 2]
+    df = engine.to_pandas()
+    assert df["open"].tolist() == [False] * 4 + [True] * 2
+    assert df["n"].sum() == 25  # every item pushed is in exactly one row
+    none = KeyedWindows(tumbling(1.0), time="t", keep=0)
+    for i in range(25):
+        none.push({"t": i * 0.1})
+    assert len(none.drain()) == 2 and none.emitted() == []
+    assert none.rows() == [{"window_start": 2.0, "window_end": 3.0, "count": 5, "open": True}]
+
+
+async def test_late_correction_and_evicted_rows_are_kept_with_their_marks() -> None:
+    engine = KeyedWindows(
+        tumbling(1.0), by="k", time="t", late="include", max_keys=1, on_max_keys="evict"
+    )
+    for e in (
+        {"k": "a", "t": 0.5},
+        {"k": "a", "t": 1.5},
+        {"k": "a", "t": 0.2},
+        {"k": "b", "t": 1.6},
+    ):
+        engine.push(e)
+    engine.drain()
+    assert [
+        (r["k"], r["window_start"], r.get("late"), r.get("evicted"), r["open"])
+        for r in engine.rows()
+    ] == [
+        ("a", 0.0, None, None, False),  # closed by the watermark 1.5
+        ("a", 0.0, True, None, False),  # the late item's correction row
+        ("a", 1.0, None, True, False),  # evicted for the new key b
+        ("b", 1.0, None, None, True),
+    ]
