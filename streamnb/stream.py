@@ -105,6 +105,7 @@ DEFAULT_COLLECT_LIMIT = 10_000
 # sources
 # --------------------------------------------------------------------------------------------
 
+
 async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]:
     obj = factory()
     # the factory of a from_run source holds the run, whose roots hold this generator: keeping
@@ -309,8 +310,7 @@ class Stream(Generic[T]):
         """
         if not isinstance(op, Operator):
             raise ArgumentTypeError(
-                f"then(op={op!r}): expected a streamnb.operators.Operator, "
-                f"got {type(op).__name__}"
+                f"then(op={op!r}): expected a streamnb.operators.Operator, got {type(op).__name__}"
             )
         s: Stream[Any] = Stream.__new__(Stream)
         s._source = None
@@ -546,9 +546,7 @@ class Stream(Generic[T]):
         return self.then(KeyedWindow(shape, name=name, **options))
 
     @classmethod
-    def from_run(
-        cls, factory: Callable[[RunState], Iterable[T] | AsyncIterable[T]]
-    ) -> Stream[T]:
+    def from_run(cls, factory: Callable[[RunState], Iterable[T] | AsyncIterable[T]]) -> Stream[T]:
         """A source that sees the run it feeds: ``factory(run)`` is called anew at the first
         pull of every iteration with that iteration's :class:`RunState`, so the source can
         register what it wants to show (``run.observe("call", stats)``) on the run itself -
