@@ -617,7 +617,7 @@ def keyed_table_html(rows: Sequence[KeyedRow]) -> str:
         "evicted",
         "watermark",
     )
-    out = [f'<table class="streamnb-keyed" style="{_TABLE_STYLE}"><tr>']
+    out = [f'<table class="streamnb-keyed" style="{_TABLE_STYLE}margin-top:4px;"><tr>']
     out += [f'<th style="{_HEAD}">{h}</th>' for h in heads]
     out.append("</tr>")
     for r in rows:
