@@ -52,6 +52,7 @@ __all__ = [
     "Accumulator",
     "Agg",
     "Aggregations",
+    "FlatAggregations",
     "compile_aggs",
 ]
 
@@ -481,6 +482,110 @@ class Aggregations:
     def results(self, state: list[Any]) -> dict[str, Any]:
         """The current value of every aggregation, by output column (state is unchanged)."""
         return {name: acc.result() for name, acc in zip(self.names, state, strict=True)}
+
+    def flat(self) -> FlatAggregations | None:
+        """The same aggregations as plain numbers in one list (:class:`FlatAggregations`), or
+        None unless every one is a count, sum or mean."""
+        if all(a.make in (_Count, _Sum, _Mean) for a in self._aggs):
+            return FlatAggregations(self.names, self._aggs)
+        return None
+
+
+class FlatAggregations:
+    """Counts, sums and means kept as plain numbers in one list per window, for the fast path
+    of a compiled window loop (what a hand-written loop keeps): ``state[0]`` counts the items,
+    a sum has its total, a mean its total and the number of values it skipped (None / NaN),
+    so that all counts and means share one item count. Results are those of
+    :class:`Aggregations` (same values, same order of additions). No ``merge``: for windows
+    that never join (tumbling).
+
+    Example::
+
+        flat = compile_aggs("stats", {"n": "count", "avg": ("v", "mean")}).flat()
+        state = flat.new()                 # [0, 0.0, 0]
+        flat.add(state, {"v": 1.0}); flat.add(state, {"v": None})
+        flat.results(state)                # {'n': 2, 'avg': 1.0}
+    """
+
+    __slots__ = ("_getters", "_plan", "_template", "names")
+
+    def __init__(self, names: tuple[str, ...], aggs: tuple[Agg, ...]) -> None:
+        self.names = names
+        template: list[Any] = [0]
+        plan: list[tuple[Agg, int]] = []  # (aggregation, its first slot; 0 for a count)
+        getters: list[Callable[[Any], Any] | None] = []
+        for a in aggs:
+            if a.make is _Count:
+                plan.append((a, 0))
+            elif a.make is _Sum:
+                plan.append((a, len(template)))
+                template.append(0)
+            elif a.make is _Mean:
+                plan.append((a, len(template)))
+                template += [0.0, 0]
+            else:
+                raise InvalidArgumentError(
+                    f"FlatAggregations: {a.kind!r} is not a count, sum or mean"
+                )
+            if a.field is None:
+                getters.append(None)
+            elif callable(a.field):
+                getters.append(a.field)
+            else:
+                getters.append(itemgetter(a.field))
+        self._template = template
+        self._plan = tuple(plan)
+        self._getters = tuple(getters)
+
+    def new(self) -> list[Any]:
+        """A fresh state: ``[0, ...]``."""
+        return self._template.copy()
+
+    def add(self, state: list[Any], item: Any) -> None:
+        """Fold ``item`` into ``state``."""
+        state[0] += 1
+        for (a, slot), get in zip(self._plan, self._getters, strict=True):
+            if slot == 0:
+                continue
+            v = item if get is None else get(item)
+            if v is not None and v == v:
+                state[slot] += v
+            elif a.make is _Mean:
+                state[slot + 1] += 1
+
+    def inline(self, state: str, item: str) -> tuple[list[str], dict[str, Any]]:
+        """Python source lines folding ``item`` into ``state`` (no call but your field
+        functions), and the names they use (like :meth:`Aggregations.inline`)."""
+        lines = [f"{state}[0] += 1"]
+        ns: dict[str, Any] = {}
+        for i, (a, slot) in enumerate(self._plan):
+            if slot == 0:
+                continue
+            if a.field is None:
+                expr = item
+            elif callable(a.field):
+                ns[f"_g{i}"] = a.field
+                expr = f"_g{i}({item})"
+            else:
+                expr = f"{item}[{a.field!r}]"
+            lines += [f"v = {expr}", "if v is not None and v == v:", f"    {state}[{slot}] += v"]
+            if a.make is _Mean:
+                lines += ["else:", f"    {state}[{slot + 1}] += 1"]
+        return lines, ns
+
+    def results(self, state: list[Any]) -> dict[str, Any]:
+        """The current value of every aggregation, by output column (state is unchanged)."""
+        out: dict[str, Any] = {}
+        items = state[0]
+        for name, (a, slot) in zip(self.names, self._plan, strict=True):
+            if slot == 0:
+                out[name] = items
+            elif a.make is _Sum:
+                out[name] = state[slot]
+            else:
+                n = items - state[slot + 1]
+                out[name] = state[slot] / n if n else math.nan
+        return out
 
 
 def compile_aggs(where: str, aggs: Mapping[str, Any] | None) -> Aggregations:

@@ -22,7 +22,9 @@ row of their own (``"late": True``; add it to the earlier row for counts and sum
 ``late="raise"`` fails the run. The end of the stream flushes every open window; a run that
 stops early leaves them open and :meth:`KeyedWindows.open_windows` (and the log event
 ``keyed.open_at_stop``) says which. :meth:`KeyedWindows.partial` shows the open windows'
-current results, marked ``"open": True``.
+current results, marked ``"open": True``; :meth:`KeyedWindows.rows` (and ``to_pandas()``)
+puts them after the last ``keep`` rows the engine emitted (closed windows, ``"open": False``)
+- what ``run.to_pandas(name)`` of a notebook run shows for a keyed stage.
 
 Memory is bounded: at most ``max_keys`` keys hold open windows. A new key beyond that is
 an error (:class:`~streamnb.errors.KeyLimitError`, the default ``on_max_keys="error"``) or,
@@ -51,6 +53,7 @@ import heapq
 import itertools
 import math
 import time as _time
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
@@ -58,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._log import get_logger
 from ._validate import check_choice, check_int, check_number, check_seconds
-from .aggregate import Aggregations, compile_aggs
+from .aggregate import Aggregations, FlatAggregations, compile_aggs
 from .errors import (
     ArgumentTypeError,
     InvalidArgumentError,
@@ -91,6 +94,8 @@ LatePolicy = Literal["dead_letter", "include", "raise"]
 _LATE = ("dead_letter", "include", "raise")
 _ON_MAX_KEYS = ("error", "evict")
 DEFAULT_MAX_KEYS = 10_000
+#: How many emitted rows (closed windows) an engine keeps for :meth:`KeyedWindows.rows`.
+DEFAULT_KEEP = 1000
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,7 @@ class KeyedWindows:
         dead_letter: DeadLetter[Any] | None = None,
         max_keys: int = DEFAULT_MAX_KEYS,
         on_max_keys: Literal["error", "evict"] = "error",
+        keep: int = DEFAULT_KEEP,
         name: str | None = None,
     ) -> None:
         method = shape.kind if isinstance(shape, WindowShape) else "KeyedWindows"
@@ -195,6 +201,9 @@ class KeyedWindows:
         self.shape = shape
         self.name = name or shape.describe()
         self._aggs: Aggregations = compile_aggs(method, aggs)
+        flat = self._aggs.flat() if shape.kind == "tumbling" else None
+        # the window states: plain numbers for tumbling count/sum/mean (the fast path)
+        self._acc: Aggregations | FlatAggregations = self._aggs if flat is None else flat
         self._key = _extractor(method, "by", by)
         self._key_col = by if isinstance(by, str) else ("key" if by is not None else None)
         if self._key_col is not None and self._key_col in (
@@ -217,6 +226,9 @@ class KeyedWindows:
         self.late_policy = check_choice(method, "late", late, _LATE)
         self.on_max_keys = check_choice(method, "on_max_keys", on_max_keys, _ON_MAX_KEYS)
         self.max_keys = check_int(method, "max_keys", max_keys, minimum=1)
+        self.keep = check_int(method, "keep", keep, minimum=0)
+        # the last `keep` rows emitted, copied (a downstream stage may change the dict it got)
+        self._emitted: deque[dict[str, Any]] = deque(maxlen=self.keep)
         if dead_letter is not None and not isinstance(dead_letter, DeadLetter):
             raise ArgumentTypeError(f"{method}(dead_letter={dead_letter!r}): expected a DeadLetter")
         self.dead_letter: DeadLetter[Any] = dead_letter if dead_letter is not None else DeadLetter()
@@ -224,6 +236,7 @@ class KeyedWindows:
         self._size = shape.size
         self._every = shape.every
         self._windows: dict[tuple[Any, float], _Win] = {}  # tumbling / sliding: (key, start)
+        self._current: dict[Any, _Win] = {}  # tumbling's compiled loop: key -> last window used
         self._sessions: dict[Any, list[_Win]] = {}  # session: key -> open sessions
         self._heap: list[tuple[float, int, _Win]] = []  # sessions: (close at, seq, window)
         self._ends: dict[float, list[_Win]] = {}  # tumbling / sliding: windows by end
@@ -246,8 +259,9 @@ class KeyedWindows:
     def _compile_tumbling(self) -> Callable[[AsyncIterable[Any]], AsyncIterator[dict[str, Any]]]:
         """The whole tumbling loop as one generated async generator: the per-item step is
         inline (locals, no method call except the extractors you gave; field names become
-        ``item[...]``), as a hand-written loop would be."""
-        lines, ns = self._aggs.inline("s", "item")
+        ``item[...]``; counts, sums and means are plain numbers in one list per window, see
+        :class:`~streamnb.aggregate.FlatAggregations`), as a hand-written loop would be."""
+        lines, ns = self._acc.inline("s", "item")
         ns.update(
             eng=self,
             size=self._size,
@@ -274,22 +288,28 @@ class KeyedWindows:
             ns["get_k"] = self._key
             get_k = "get_k(item)"
         body = "\n".join(" " * 20 + line for line in lines)
+        # Per item: one dict lookup by key (its current window), not by (key, start) - a
+        # tuple to build and a float to hash; the finiteness of the time is checked only off
+        # that path (a NaN or infinite time gives a NaN start, which no window has); the
+        # watermark is compared as `t >= close_at` (no subtraction) and read as
+        # `max_t - lateness`.
         src = f"""
 def factory():
     items = 0
-    wm = -inf
+    max_t = -inf
 
     def peek():
-        return items, wm
+        return items, max_t - lateness
 
     async def run(source):
-        nonlocal items, wm
+        nonlocal items, max_t
         windows = eng._windows
+        cur = eng._current
         drain = eng.drain
+        close_at = eng._close_at
         max_t = eng._max_t
         items = eng._items
-        wm = eng._wm
-        nxt = eng._next_close
+        at = close_at()
         finished = False
         eng._running = True
         it = aiter(source)
@@ -298,18 +318,23 @@ def factory():
                 items += 1
                 try:
                     t = {get_t}
-                    if t.__class__ is not float or t - t != 0.0:
+                    if t.__class__ is not float:
                         t = coerce(t, items - 1)
                     k = {get_k}
                     start = (t // size) * size
-                    w = windows.get((k, start))
-                    if w is None:
-                        w = new(item, k, start, items - 1, wm)
-                        nxt = eng._next_close
+                    w = cur.get(k)
+                    if w is None or w.start != start:
+                        if t - t != 0.0:
+                            t = coerce(t, items - 1)
+                        w = windows.get((k, start))
                         if w is None:
-                            for row in drain():
-                                yield row
-                            continue
+                            w = new(item, k, start, items - 1, max_t - lateness)
+                            at = close_at()
+                            if w is None:
+                                for row in drain():
+                                    yield row
+                                continue
+                        cur[k] = w
                     s = w.state
 {body}
                 except Exception as exc:
@@ -318,20 +343,21 @@ def factory():
                     raise
                 if t > max_t:
                     max_t = t
-                    wm = t - lateness
-                    if wm >= nxt:
-                        eng._max_t = max_t
-                        eng._close_until(wm)
-                        nxt = eng._next_close
-                        for row in drain():
-                            yield row
+                    if t >= at:
+                        wm = t - lateness
+                        if wm >= eng._next_close:
+                            eng._max_t = max_t
+                            eng._close_until(wm)
+                            for row in drain():
+                                yield row
+                        at = close_at()
             finished = True
             eng._max_t = max_t
             for row in eng.flush():
                 yield row
         finally:
             eng._max_t = max_t
-            eng._items, eng._wm = items, wm
+            eng._items, eng._wm = items, max_t - lateness
             eng._running = False
             if not finished:
                 eng.report_stopped()
@@ -355,6 +381,15 @@ def factory():
         w = self._open_window(key, start, end, index)
         self._windows[(key, start)] = w
         return w
+
+    def _close_at(self) -> float:
+        """The least event time whose arrival may close a window: the next window end plus
+        ``allowed_lateness``, lowered by a hair so that rounding never delays a close (the
+        compiled loop then checks ``t - lateness >= end`` exactly)."""
+        nxt, lateness = self._next_close, self.lateness
+        if lateness == 0.0 or nxt == math.inf:
+            return nxt + lateness
+        return nxt + lateness - (abs(nxt) + lateness) * 1e-12
 
     @property
     def items(self) -> int:
@@ -385,7 +420,7 @@ def factory():
                 if w is None:
                     w = self._open_window(key, start, end, index)
                     self._windows[(key, start)] = w
-                self._aggs.add(w.state, item)
+                self._acc.add(w.state, item)
         elif kind == "sliding":
             self._push_sliding(item, index, key, t)
         else:
@@ -445,7 +480,7 @@ def factory():
             if w is None:
                 w = self._open_window(key, start, end, index)
                 self._windows[(key, start)] = w
-            self._aggs.add(w.state, item)
+            self._acc.add(w.state, item)
         if late_for:
             self._on_late(item, index, key, late_for)
 
@@ -460,7 +495,7 @@ def factory():
             w = self._open_window(key, t, t + gap, index)
             w.last = t
             self._sessions.setdefault(key, []).append(w)
-            self._aggs.add(w.state, item)
+            self._acc.add(w.state, item)
             return
         w = hits[0]
         for other in hits[1:]:  # the item bridges sessions: join them
@@ -471,7 +506,7 @@ def factory():
             assert sessions is not None
             sessions.remove(other)
             self._forget(other)
-        self._aggs.add(w.state, item)
+        self._acc.add(w.state, item)
         w.start = min(w.start, t)
         if t > w.last:
             w.last = t
@@ -488,7 +523,7 @@ def factory():
                 self._key_limit(key, index)
             n = 0
         counts[key] = n + 1
-        w = _Win(key, start, end, self._aggs.new())
+        w = _Win(key, start, end, self._acc.new())
         if self._session:
             heapq.heappush(self._heap, (end, next(self._seq), w))
         else:
@@ -540,8 +575,8 @@ def factory():
             self.dead_letter.add(self.name, index, item, err)
             return
         for start, end in windows:  # include: one correction row per closed window
-            state = self._aggs.new()
-            self._aggs.add(state, item)
+            state = self._acc.new()
+            self._acc.add(state, item)
             row = self._row(key, start, end, state)
             row["late"] = True
             self._ready.append(row)
@@ -553,7 +588,7 @@ def factory():
             row[self._key_col] = key
         row["window_start"] = start
         row["window_end"] = end
-        row.update(self._aggs.results(state))
+        row.update(self._acc.results(state))
         return row
 
     def _emit(self, w: _Win, *, evicted: bool = False) -> None:
@@ -565,6 +600,8 @@ def factory():
                 del self._sessions[w.key]
         else:
             del self._windows[(w.key, w.start)]
+            if self._current.get(w.key) is w:
+                del self._current[w.key]
         self._forget(w)
         row = self._row(w.key, w.start, w.end, w.state)
         if evicted:
@@ -590,9 +627,12 @@ def factory():
         self._next_close = heap[0][0] if heap else math.inf
 
     def drain(self) -> list[dict[str, Any]]:
-        """The rows of the windows closed since the last call, in closing order."""
+        """The rows of the windows closed since the last call, in closing order (the last
+        ``keep`` of them are also kept for :meth:`rows`)."""
         out = self._ready[:]
         self._ready.clear()
+        if out and self.keep:
+            self._emitted.extend(map(dict, out))
         return out
 
     def run(self, source: AsyncIterable[Any]) -> AsyncIterator[dict[str, Any]]:
@@ -652,11 +692,27 @@ def factory():
             rows.append(row)
         return rows
 
+    def emitted(self) -> list[dict[str, Any]]:
+        """The last ``keep`` rows the engine emitted (closed windows and correction rows),
+        oldest first, each marked ``"open": False``."""
+        return [{**row, "open": False} for row in self._emitted]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """What the stage has shown so far: :meth:`emitted` (in the order they were emitted),
+        then :meth:`partial` (the open windows, oldest end first, ``"open": True``).
+
+        Example::
+
+            engine.rows()[-1]   # {'k': 'a', 'window_start': 7.0, ..., 'count': 3, 'open': True}
+        """
+        return self.emitted() + self.partial()
+
     def to_pandas(self) -> pd.DataFrame:
-        """The open windows' partial results as a DataFrame (column ``open`` is True)."""
+        """:meth:`rows` as a DataFrame: the kept closed windows (``open`` False), then the
+        open windows' partial results (``open`` True)."""
         import pandas as pd
 
-        return pd.DataFrame(self.partial())
+        return pd.DataFrame(self.rows())
 
     def snapshot(self) -> KeyedWindowSnapshot:
         """A frozen view for the dashboard and metrics (cheap, safe any time)."""

@@ -105,6 +105,7 @@ DEFAULT_COLLECT_LIMIT = 10_000
 # sources
 # --------------------------------------------------------------------------------------------
 
+
 async def _open_factory(factory: Callable[[], Any]) -> AsyncGenerator[Any, None]:
     obj = factory()
     # the factory of a from_run source holds the run, whose roots hold this generator: keeping
@@ -309,8 +310,7 @@ class Stream(Generic[T]):
         """
         if not isinstance(op, Operator):
             raise ArgumentTypeError(
-                f"then(op={op!r}): expected a streamnb.operators.Operator, "
-                f"got {type(op).__name__}"
+                f"then(op={op!r}): expected a streamnb.operators.Operator, got {type(op).__name__}"
             )
         s: Stream[Any] = Stream.__new__(Stream)
         s._source = None
@@ -535,8 +535,9 @@ class Stream(Generic[T]):
         """Rows of closed keyed event-time windows (:mod:`streamnb.keyed`): ``shape`` is
         ``tumbling(size)``, ``sliding(size, every)`` or ``session(gap)``; ``options`` are
         ``by=``, ``time=``, ``aggs=``, ``allowed_lateness=``, ``late=``, ``max_keys=``,
-        ``on_max_keys=``, checked up front. Late items are counted and dead-lettered, never
-        dropped silently; each run registers a ``"window"`` snapshot.
+        ``on_max_keys=``, ``keep=`` (closed windows kept for ``to_pandas``), checked up front.
+        Late items are counted and dead-lettered, never dropped silently; each run registers a
+        ``"window"`` snapshot.
 
         Example::
 
@@ -547,9 +548,7 @@ class Stream(Generic[T]):
         return self.then(KeyedWindow(shape, name=name, **options))
 
     @classmethod
-    def from_run(
-        cls, factory: Callable[[RunState], Iterable[T] | AsyncIterable[T]]
-    ) -> Stream[T]:
+    def from_run(cls, factory: Callable[[RunState], Iterable[T] | AsyncIterable[T]]) -> Stream[T]:
         """A source that sees the run it feeds: ``factory(run)`` is called anew at the first
         pull of every iteration with that iteration's :class:`RunState`, so the source can
         register what it wants to show (``run.observe("call", stats)``) on the run itself -

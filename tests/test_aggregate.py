@@ -202,3 +202,41 @@ def test_quantiles_without_ddsketch_fail_with_the_extra_to_install() -> None:
     assert "streamnb[analysis]" in out.stdout
     assert "mean fine" in out.stdout
     assert issubclass(MissingExtraError, ImportError)
+
+
+def test_flat_counts_sums_and_means_equal_the_accumulators() -> None:
+    rnd = random.Random(11)
+    aggs = {
+        "mean": ("v", "mean"),
+        "n": "count",
+        "total": ("v", "sum"),
+        "sq": (lambda x: None if x["v"] is None else x["v"] * 2, "sum"),
+        "mean_w": ("w", "mean"),
+    }
+    items = [
+        {"v": rnd.choice([None, math.nan, rnd.randint(-5, 5), rnd.random()]), "w": None}
+        for _ in range(300)
+    ]
+    compiled = compile_aggs("test", aggs)
+    flat = compiled.flat()
+    assert flat is not None and flat.names == compiled.names
+    state = flat.new()
+    for x in items:
+        flat.add(state, x)
+    got = flat.results(state)
+    want = _fold(aggs, items)
+    assert list(got) == list(want) and math.isnan(got.pop("mean_w"))  # no value: NaN
+    want.pop("mean_w")
+    assert got == want  # the same additions in the same order: equal, not approximately
+    empty = flat.results(flat.new())
+    assert (empty["n"], empty["total"], type(empty["total"])) == (0, 0, int)
+    assert math.isnan(empty["mean"]) and math.isnan(empty["mean_w"])
+    # what a compiled loop runs: the inlined lines fold the same way
+    lines, ns = flat.inline("s", "item")
+    fold = "def fold(s, item):\n" + "\n".join("    " + ln for ln in lines)
+    exec(fold, ns)
+    inlined = flat.new()
+    for x in items:
+        ns["fold"](inlined, x)
+    assert inlined == state
+    assert compile_aggs("test", {"n": "count", "lo": ("v", "min")}).flat() is None

@@ -277,6 +277,8 @@ async def test_event_times_may_be_aware_datetimes_and_bad_times_are_named() -> N
     for bad, exc, frag in [
         ({"at": "noon"}, ArgumentTypeError, "item 1 has event time 'noon'"),
         ({"at": math.nan}, InvalidArgumentError, "item 1 has event time nan"),
+        ({"at": math.inf}, InvalidArgumentError, "item 1 has event time inf"),
+        ({"at": -math.inf}, InvalidArgumentError, "item 1 has event time -inf"),
         ({"at": dt.datetime(2026, 1, 1)}, InvalidArgumentError, "naive datetime"),
         ({"at": True}, ArgumentTypeError, "bool"),
     ]:
@@ -316,6 +318,9 @@ async def test_default_time_is_the_arrival_time() -> None:
         (lambda: session(math.nan), InvalidArgumentError, "gap"),
         (lambda: KeyedWindows(tumbling(1), late="drop"), InvalidArgumentError, "late="),
         (lambda: KeyedWindows(tumbling(1), max_keys=0), InvalidArgumentError, "max_keys"),
+        (lambda: KeyedWindows(tumbling(1), keep=-1), InvalidArgumentError, r"keep=-1"),
+        (lambda: KeyedWindows(tumbling(1), keep=10.0), ArgumentTypeError, r"keep=10\.0"),
+        (lambda: KeyedWindows(tumbling(1), keep=True), ArgumentTypeError, "keep="),
         (
             lambda: KeyedWindows(tumbling(1), allowed_lateness=-1),
             InvalidArgumentError,
@@ -345,3 +350,132 @@ async def test_snapshot_is_live_while_the_compiled_loop_runs() -> None:
     assert seen[0][0] == 11 and seen[0][1] == pytest.approx(1.0)  # the item that closed [0, 1)
     assert [s[0] for s in seen] == sorted(s[0] for s in seen)
     assert engine.snapshot().items == 100 and engine.snapshot().open == 0
+
+
+@pytest.mark.parametrize("shape", [tumbling(1.0), sliding(2.0, 1.0), session(0.5)])
+async def test_rows_are_the_last_kept_closed_windows_then_the_open_ones(shape: Any) -> None:
+    engine = KeyedWindows(shape, by="k", time="t", aggs={"n": "count", "s": ("v", "sum")}, keep=4)
+    events = [{"k": "ab"[i % 2], "t": i * 0.3, "v": i} for i in range(40)]
+    out = []
+    async for row in keyed_windows(_aiter(events), engine):
+        out.append(dict(row))
+        row["n"] = -1  # a downstream stage changing the dict it got changes nothing kept
+        assert len(engine.emitted()) <= 4  # bounded by keep
+    assert len(out) > 8
+    assert engine.rows() == [{**r, "open": False} for r in out[-4:]]  # all closed at the end
+    assert engine.partial() == [] and engine.snapshot().closed == len(out)
+    per_item = 2 if shape.kind == "sliding" else 1  # sliding(2, 1): each item is in 2 windows
+    assert sum(r["n"] for r in out) == len(events) * per_item
+
+
+async def test_rows_while_open_put_the_partial_windows_last_and_keep_0_keeps_none() -> None:
+    engine = KeyedWindows(tumbling(1.0), by="k", time="t", aggs={"n": "count"})
+    for i in range(25):  # windows [0, 1) and [1, 2) close, [2, 3) stays open
+        engine.push({"k": "ab"[i % 2], "t": i * 0.1})
+    closed = engine.drain()
+    rows = engine.rows()
+    assert [(r["k"], r["window_start"], r["open"]) for r in rows] == [
+        ("a", 0.0, False),
+        ("b", 0.0, False),
+        ("a", 1.0, False),
+        ("b", 1.0, False),
+        ("a", 2.0, True),
+        ("b", 2.0, True),
+    ]
+    assert [r["n"] for r in rows] == [r["n"] for r in closed] + [3, 2]
+    df = engine.to_pandas()
+    assert df["open"].tolist() == [False] * 4 + [True] * 2
+    assert df["n"].sum() == 25  # every item pushed is in exactly one row
+    none = KeyedWindows(tumbling(1.0), time="t", keep=0)
+    for i in range(25):
+        none.push({"t": i * 0.1})
+    assert len(none.drain()) == 2 and none.emitted() == []
+    assert none.rows() == [{"window_start": 2.0, "window_end": 3.0, "count": 5, "open": True}]
+
+
+async def test_late_correction_and_evicted_rows_are_kept_with_their_marks() -> None:
+    engine = KeyedWindows(
+        tumbling(1.0), by="k", time="t", late="include", max_keys=1, on_max_keys="evict"
+    )
+    for e in (
+        {"k": "a", "t": 0.5},
+        {"k": "a", "t": 1.5},
+        {"k": "a", "t": 0.2},
+        {"k": "b", "t": 1.6},
+    ):
+        engine.push(e)
+    engine.drain()
+    assert [
+        (r["k"], r["window_start"], r.get("late"), r.get("evicted"), r["open"])
+        for r in engine.rows()
+    ] == [
+        ("a", 0.0, None, None, False),  # closed by the watermark 1.5
+        ("a", 0.0, True, None, False),  # the late item's correction row
+        ("a", 1.0, None, True, False),  # evicted for the new key b
+        ("b", 1.0, None, None, True),
+    ]
+
+
+def _mixed_events(n: int, seed: int, step: float) -> list[dict[str, Any]]:
+    """Out-of-order events whose values are floats, ints, None and NaN."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        t = i * step - (rnd.randint(0, 40) * step if rnd.random() < 0.2 else 0.0)
+        v = rnd.choice([None, math.nan, rnd.randint(0, 9), rnd.random(), True])
+        out.append({"k": rnd.choice("abcd"), "t": t, "v": v})
+    return out
+
+
+_MIXED_AGGS = {"n": "count", "s": ("v", "sum"), "m": ("v", "mean"), "n2": "count"}
+
+
+@pytest.mark.parametrize("lateness", [0.0, 0.1, 0.3, 2.5])
+@pytest.mark.parametrize("seed", [3, 4])
+async def test_the_compiled_tumbling_loop_emits_what_push_does_item_for_item(
+    lateness: float, seed: int
+) -> None:
+    """The generated loop (key cache, watermark as `t >= close_at`) against push(): the same
+    rows after the same item, also with a lateness that does not add up exactly."""
+    events = _mixed_events(4000, seed, 0.1)
+
+    def make() -> KeyedWindows:
+        return KeyedWindows(
+            tumbling(0.7), by="k", time="t", aggs=_MIXED_AGGS, allowed_lateness=lateness
+        )
+
+    ref = make()
+    want = []
+    for e in events:
+        if ref.push(e):
+            want += [(ref.items, r) for r in ref.drain()]
+    want += [(ref.items, r) for r in ref.flush()]
+    engine = make()
+    got = [(engine.items, r) async for r in keyed_windows(_aiter(events), engine)]
+    assert len(got) > 100 and ref.late > 0
+    assert got == want
+    assert engine.snapshot() == ref.snapshot()
+    assert engine.dead_letter.count == ref.dead_letter.count == ref.late
+
+
+async def test_tumbling_counts_sums_and_means_equal_the_general_accumulators() -> None:
+    """Tumbling keeps count/sum/mean as plain numbers; sliding(size, every=size) - the same
+    windows - folds them with the general accumulators: the rows are the same."""
+    events = _mixed_events(3000, 5, 0.125)  # times exact in binary: the same window bounds
+    tum = KeyedWindows(tumbling(1.0), by="k", time="t", aggs=_MIXED_AGGS, allowed_lateness=0.5)
+    sli = KeyedWindows(sliding(1.0, 1.0), by="k", time="t", aggs=_MIXED_AGGS, allowed_lateness=0.5)
+    rows = await _run(tum, events)
+    assert rows == await _run(sli, events)
+    assert tum.late == sli.late > 0
+    assert any(isinstance(r["s"], int) for r in rows)  # a sum of ints stays an int
+    assert any(math.isnan(r["m"]) for r in rows)  # a window of None / NaN values only
+
+
+async def test_a_window_closes_at_the_item_whose_time_minus_lateness_reaches_its_end() -> None:
+    # 2.7999999999999994 - 0.7 == 2.0999999999999996 (the end of [1.4, 2.1)), while
+    # 2.0999999999999996 + 0.7 rounds to 2.8: the compiled loop must not wait for t >= 2.8
+    times = (1.5, 2.7999999999999994, 2.75)
+    engine = KeyedWindows(tumbling(0.7), time="t", allowed_lateness=0.7)
+    rows = keyed_windows(_aiter({"t": t} for t in times), engine)
+    got = [(engine.items, r["window_end"]) async for r in rows]
+    assert got == [(2, 2.0999999999999996), (3, 2.8)]

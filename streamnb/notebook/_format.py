@@ -3,9 +3,9 @@
 Nothing here imports Jupyter, ipywidgets or matplotlib and nothing does I/O: each function
 turns plain values (counts, seconds, the run's frozen snapshots from
 :mod:`streamnb.metrics` - ``MetricsSnapshot``, ``BufferSnapshot``, ``ConcurrencySnapshot``,
-``ResilientSnapshot``, ``CallSnapshot``) into strings or small frozen records that the thin
-views copy into widgets or print. No live object of a run (a buffer, a worker pool, a call)
-is ever read here: only its snapshot. That keeps every
+``ResilientSnapshot``, ``CallSnapshot``, ``KeyedWindowSnapshot``) into strings or small
+frozen records that the thin views copy into widgets or print. No live object of a run (a
+buffer, a worker pool, a call) is ever read here: only its snapshot. That keeps every
 decision (what the bar says, which colour it is, when to redraw) unit-testable without a kernel.
 
 Example::
@@ -30,6 +30,7 @@ from ..metrics import (
     BufferSnapshot,
     CallSnapshot,
     ConcurrencySnapshot,
+    KeyedWindowSnapshot,
     MetricsSnapshot,
     ResilientSnapshot,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "BarStyle",
     "BufferGauge",
     "InvalidTransitionError",
+    "KeyedRow",
     "ProgressView",
     "RunFrame",
     "RunStatus",
@@ -58,6 +60,10 @@ __all__ = [
     "format_latency",
     "format_rate",
     "format_value",
+    "format_watermark",
+    "keyed_lines",
+    "keyed_rows",
+    "keyed_table_html",
     "progress_for",
     "progress_view",
     "recovery_html",
@@ -89,7 +95,6 @@ _BAR_STYLE: dict[str, BarStyle] = {
     "failed": "danger",
     "cancelled": "warning",
 }
-
 
 
 def check_transition(old: RunStatus, new: RunStatus) -> RunStatus:
@@ -289,6 +294,8 @@ class RunFrame:
     concurrent: Mapping[str, ConcurrencySnapshot] = field(default_factory=dict)
     resilient: Mapping[str, ResilientSnapshot] = field(default_factory=dict)
     calls: Mapping[str, CallSnapshot] = field(default_factory=dict)
+    #: the keyed window stages (``it.snapshots("window")``)
+    keyed: Mapping[str, KeyedWindowSnapshot] = field(default_factory=dict)
 
 
 # -- concurrent stages, resilient sources, gRPC calls: one compact line each ------------------
@@ -356,9 +363,7 @@ def call_lines(snaps: Iterable[CallSnapshot]) -> list[str]:
     return lines
 
 
-def recovery_html(
-    resilient: Iterable[ResilientSnapshot], calls: Iterable[CallSnapshot]
-) -> str:
+def recovery_html(resilient: Iterable[ResilientSnapshot], calls: Iterable[CallSnapshot]) -> str:
     """The resilient sources' and gRPC calls' lines as HTML; a source that has failed is
     orange, a call that ended with an error code red; '' when there are none."""
     out = []
@@ -512,6 +517,125 @@ def buffer_gauges_html(gauges: Sequence[BufferGauge], *, width: int = 200) -> st
             f"<span>{html.escape(g.text)}</span></div>"
         )
     out.append("</div>")
+    return "".join(out)
+
+
+# -- keyed window stages ----------------------------------------------------------------------
+#: a watermark at least this large is taken for epoch seconds (1973 on) and shown as a time
+_EPOCH_FROM = 1e8
+
+
+def format_watermark(watermark: float | None) -> str:
+    """A keyed stage's watermark: ``'-'`` before the first item; epoch seconds as the local
+    time of day (``'12:00:01.500'``, like the window tail's arrival times); other event times
+    (seconds from your own origin) as a number (``'12.5'``).
+
+    Example::
+
+        format_watermark(None)         # '-'
+        format_watermark(12.5)         # '12.5'
+    """
+    import datetime as _dt
+
+    if watermark is None:
+        return "-"
+    if math.isfinite(watermark) and watermark >= _EPOCH_FROM:
+        return _dt.datetime.fromtimestamp(watermark).strftime("%H:%M:%S.%f")[:-3]
+    number = format_value(watermark)
+    return number if number is not None else str(watermark)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedRow:
+    """One keyed window stage, formatted for the keyed table; ``has_late`` / ``has_evicted``
+    say whether its late / evicted cells are highlighted."""
+
+    name: str
+    shape: str
+    items: str
+    closed: str
+    open: str
+    keys: str
+    late: str
+    evicted: str
+    watermark: str
+    has_late: bool
+    has_evicted: bool
+
+
+def keyed_rows(snaps: Iterable[KeyedWindowSnapshot]) -> list[KeyedRow]:
+    """One :class:`KeyedRow` per keyed stage (``it.snapshots("window")``), in pipeline order.
+
+    ``keys`` reads ``'<keys with open windows>/<max_keys>'``: how close the stage is to its
+    bound.
+    """
+    return [
+        KeyedRow(
+            name=k.name,
+            shape=k.shape,
+            items=format_count(k.items),
+            closed=format_count(k.closed),
+            open=format_count(k.open),
+            keys=f"{format_count(k.keys)}/{format_count(k.max_keys)}",
+            late=format_count(k.late),
+            evicted=format_count(k.evicted),
+            watermark=format_watermark(k.watermark),
+            has_late=k.late > 0,
+            has_evicted=k.evicted > 0,
+        )
+        for k in snaps
+    ]
+
+
+def keyed_lines(snaps: Iterable[KeyedWindowSnapshot]) -> list[str]:
+    """``per-second tumbling(1): 5,000 items, 42 closed, 3 open over 3/10,000 keys, 2 late,
+    0 evicted, watermark 41.9`` per keyed stage (the text view's summary)."""
+    return [
+        f"{r.name} {r.shape}: {r.items} items, {r.closed} closed, {r.open} open over "
+        f"{r.keys} keys, {r.late} late, {r.evicted} evicted, watermark {r.watermark}"
+        for r in keyed_rows(snaps)
+    ]
+
+
+_LATE_CELL = "color:#c62828;font-weight:bold;"
+_EVICTED_CELL = "color:#ef6c00;"
+
+
+def keyed_table_html(rows: Sequence[KeyedRow]) -> str:
+    """The keyed stages as an escaped HTML table, late items in bold red and evicted windows
+    in orange once there are any; '' when the run has no keyed stage."""
+    if not rows:
+        return ""
+    heads = (
+        "keyed stage",
+        "shape",
+        "items",
+        "closed",
+        "open",
+        "keys",
+        "late",
+        "evicted",
+        "watermark",
+    )
+    out = [f'<table class="streamnb-keyed" style="{_TABLE_STYLE}margin-top:4px;"><tr>']
+    out += [f'<th style="{_HEAD}">{h}</th>' for h in heads]
+    out.append("</tr>")
+    for r in rows:
+        cells = (
+            (r.name, ""),
+            (r.shape, ""),
+            (r.items, ""),
+            (r.closed, ""),
+            (r.open, ""),
+            (r.keys, ""),
+            (r.late, _LATE_CELL if r.has_late else ""),
+            (r.evicted, _EVICTED_CELL if r.has_evicted else ""),
+            (r.watermark, ""),
+        )
+        out.append("<tr>")
+        out += [f'<td style="{_CELL}{extra}">{html.escape(c)}</td>' for c, extra in cells]
+        out.append("</tr>")
+    out.append("</table>")
     return "".join(out)
 
 

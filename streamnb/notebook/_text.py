@@ -3,7 +3,8 @@
 On a terminal (a TTY) the line is redrawn in place with ``\\r`` at the run's refresh rate; in a
 log (not a TTY) a new line is written at most every ``log_interval`` seconds so that CI logs stay
 short. The final state is always written, followed by one line per monitored stage, then one
-compact line per resilient source (reconnects, failures) and per gRPC call (counters).
+compact line per resilient source (reconnects, failures), per gRPC call (counters) and per
+keyed window stage (windows, keys, late items, watermark).
 
 Example::
 
@@ -22,6 +23,7 @@ from ._format import (
     call_lines,
     format_latency,
     format_rate,
+    keyed_lines,
     progress_for,
     resilient_lines,
     stage_rows,
@@ -98,6 +100,8 @@ class TextProgress:
             self.file.write(f"  resilient {line}\n")
         for line in call_lines(frame.calls.values()):
             self.file.write(f"  call {line}\n")
+        for line in keyed_lines(frame.keyed.values()):
+            self.file.write(f"  keyed {line}\n")
         self.file.flush()
 
     def _redraw(self, line: str) -> None:

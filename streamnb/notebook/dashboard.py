@@ -1,8 +1,8 @@
 """The live dashboard of a run: a thin ipywidgets view over :class:`RunFrame`.
 
 It shows only what the run's snapshots say (monitors' stage table, buffer gauges, concurrent
-stages with a cluster link, resilient sources' reconnects and failures, gRPC call counters),
-never a live object of the run.
+stages with a cluster link, resilient sources' reconnects and failures, gRPC call counters,
+keyed window stages' windows, keys, late items and watermark), never a live object of the run.
 
 Every decision (texts, colours, fractions, what to plot, when to redraw) comes from the pure
 helpers in :mod:`streamnb.notebook._format`; this module only copies their results into
@@ -40,6 +40,8 @@ from ._format import (
     buffer_gauges,
     buffer_gauges_html,
     concurrent_html,
+    keyed_rows,
+    keyed_table_html,
     progress_for,
     recovery_html,
     stage_rows,
@@ -192,6 +194,7 @@ class Dashboard:
             stage_table_html(stage_rows(frame.stages)),
             buffer_gauges_html(buffer_gauges(frame.buffers)),
             concurrent_html(frame.concurrent.values()),
+            keyed_table_html(keyed_rows(frame.keyed.values())),
             recovery_html(frame.resilient.values(), frame.calls.values()),
         ]
         if self.show_window and frame.window_tail:

@@ -44,10 +44,12 @@ from ..errors import (
     PipelineStoppedError,
     UsageError,
 )
+from ..keyed import KeyedWindows
 from ..metrics import (
     BufferSnapshot,
     CallSnapshot,
     ConcurrencySnapshot,
+    KeyedWindowSnapshot,
     MetricsSnapshot,
     ResilientSnapshot,
     Snapshot,
@@ -104,7 +106,6 @@ def _check_options(where: str, options: Mapping[str, Any]) -> None:
             f"{where}() got unknown keyword(s) {', '.join(unknown)}; a run takes "
             f"{', '.join(sorted(_OPTION_NAMES))} (see streamnb.stream.RunOptions)"
         )
-
 
 
 @dataclass(slots=True)
@@ -301,9 +302,60 @@ class Run:
             return None
         return next(iter(windows.values()), None)
 
-    def to_pandas(self) -> pd.DataFrame:
-        """A DataFrame snapshot of the run's window (bounded), while running or after."""
-        return self.window.to_pandas()
+    def to_pandas(self, name: str | None = None) -> pd.DataFrame:
+        """A DataFrame snapshot (bounded), while running or after.
+
+        Without ``name``: the run's window (:attr:`window`). With ``name``: the window of that
+        name (``.window(last=..., name=name)``) or the keyed stage of that name
+        (``.keyed_window(..., name=name)``), whose frame holds the last ``keep`` windows it
+        closed (column ``open`` False) followed by the windows still open with their results
+        so far (``open`` True) - after a stopped run too, the open ones still marked open.
+
+        Example::
+
+            handle = start(events.keyed_window(tumbling(1.0), by="kind", name="per-second"))
+            handle.to_pandas("per-second").tail()   # ... the open windows last, open=True
+        """
+        if name is None:
+            return self.window.to_pandas()
+        if not isinstance(name, str):
+            raise ArgumentTypeError(
+                f"Run.to_pandas(name={name!r}): expected the name (str) of a window or a "
+                "keyed stage, or None"
+            )
+        return self._table(name).to_pandas()
+
+    def _table(self, name: str) -> Window | KeyedWindows:
+        """The window or keyed stage called ``name`` of the run's iteration."""
+        it = self._iteration
+        if it is None:
+            raise NoWindowError(
+                f"run {self.name!r} has not opened its stream yet: no window or keyed stage "
+                f"{name!r} to read"
+            )
+        windows: Mapping[str, Window] = getattr(it, "windows", None) or {}
+        keyed = self._keyed_stages()
+        if name in windows and name in keyed:
+            raise InvalidArgumentError(
+                f"run {self.name!r}: a window and a keyed stage are both named {name!r}; "
+                "give them different names"
+            )
+        if name in windows:
+            return windows[name]
+        if name not in keyed:
+            raise NoWindowError(
+                f"run {self.name!r} has no window or keyed stage named {name!r} (its windows: "
+                f"{', '.join(map(repr, windows)) or 'none'}; its keyed stages: "
+                f"{', '.join(map(repr, keyed)) or 'none'})"
+            )
+        return keyed[name]
+
+    def _keyed_stages(self) -> dict[str, KeyedWindows]:
+        """The run's keyed window engines by stage name (``it.state.observed("window")``)."""
+        state = getattr(self._iteration, "state", None)
+        if state is None:
+            return {}
+        return {n: o for n, o in state.observed("window").items() if isinstance(o, KeyedWindows)}
 
     # -- live charts of the window -----------------------------------------------------------
     def chart(
@@ -482,6 +534,7 @@ class Run:
             concurrent=self._snapshots("concurrency", ConcurrencySnapshot),
             resilient=self._snapshots("resilient", ResilientSnapshot),
             calls=self._snapshots("call", CallSnapshot),
+            keyed=self._snapshots("window", KeyedWindowSnapshot),
         )
 
     def _make_view(self) -> _View | None:

@@ -12,7 +12,9 @@ generator. Each run builds a fresh engine and registers it on the run:
 * its dead letter of late items as ``it.dead_letters[name]`` (and offered to a ``monitor``
   placed right after it, like an error policy's).
 
-The open windows' partial results: ``it.state.observed("window")[name].partial()``.
+What the stage has shown so far - its last ``keep=`` closed windows (default 1000, marked
+``"open": False``) and then the open windows' partial results (``"open": True``):
+``it.state.observed("window")[name].to_pandas()``, or in a notebook ``run.to_pandas(name)``.
 
 Example::
 
@@ -39,7 +41,8 @@ __all__ = ["KeyedWindow"]
 class KeyedWindow(Operator):
     """Rows of closed keyed windows (see the module docstring); ``options`` are those of
     :class:`~streamnb.keyed.KeyedWindows` (``by=``, ``time=``, ``aggs=``,
-    ``allowed_lateness=``, ``late=``, ``max_keys=``, ``on_max_keys=``), checked up front."""
+    ``allowed_lateness=``, ``late=``, ``max_keys=``, ``on_max_keys=``, ``keep=``), checked up
+    front."""
 
     def __init__(self, shape: WindowShape, *, name: str | None = None, **options: Any) -> None:
         if "dead_letter" in options:
@@ -63,4 +66,3 @@ class KeyedWindow(Operator):
         )
         link.dead_letter = engine.dead_letter
         return engine.run(src)
-

@@ -52,6 +52,8 @@ def test_keyed_window_checks_its_arguments_up_front() -> None:
 
     with pytest.raises(InvalidArgumentError, match="late="):
         Stream([]).keyed_window(tumbling(1.0), late="ignore")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"tumbling\(keep=-1\): must be >= 0"):
+        Stream([]).keyed_window(tumbling(1.0), keep=-1)
 
 
 async def test_then_keyed_window_after_fused_operators_and_a_monitor_after_it() -> None:

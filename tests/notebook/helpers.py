@@ -14,7 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamnb.metrics import BufferSnapshot, CallSnapshot, MetricsSnapshot, ResilientSnapshot
+from streamnb.metrics import (
+    BufferSnapshot,
+    CallSnapshot,
+    KeyedWindowSnapshot,
+    MetricsSnapshot,
+    ResilientSnapshot,
+)
 from streamnb.notebook._format import RunFrame, RunStatus
 
 if TYPE_CHECKING:
@@ -87,6 +93,23 @@ def call_snap(name: str = "call", **over: Any) -> CallSnapshot:
     )
     base.update(over)
     return CallSnapshot(**base)
+
+
+def keyed_snap(name: str = "per-second", **over: Any) -> KeyedWindowSnapshot:
+    base: dict[str, Any] = dict(
+        name=name,
+        shape="tumbling(1)",
+        items=0,
+        late=0,
+        closed=0,
+        open=0,
+        keys=0,
+        evicted=0,
+        watermark=None,
+        max_keys=10_000,
+    )
+    base.update(over)
+    return KeyedWindowSnapshot(**base)
 
 
 def frame(

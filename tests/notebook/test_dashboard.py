@@ -9,7 +9,7 @@ import pytest
 
 from streamnb.notebook.dashboard import Dashboard
 
-from .helpers import buffer_snap, call_snap, frame, resilient_snap, snap
+from .helpers import buffer_snap, call_snap, frame, keyed_snap, resilient_snap, snap
 
 
 def count_sends(dash: Dashboard) -> dict[str, int]:
@@ -95,6 +95,19 @@ def test_resilient_sources_and_calls_show_their_reconnects_and_counters(dash: Da
     assert "feed: 900 delivered · 2 reconnects after 2 failures (last: boom)" in body
     assert "/streamnb.demo.v1.Json/Subscribe (server_stream): 900 received" in body
     assert "2 errors (0 decode), 2 reconnects · running" in body
+
+
+def test_keyed_stages_show_their_windows_keys_late_items_and_watermark(dash: Dashboard) -> None:
+    kw = keyed_snap("per-second", items=900, closed=12, open=3, keys=3, watermark=12.5)
+    dash.update(frame(keyed={"per-second": kw}, taken_at=1.0))
+    body = dash.body.value
+    table = body[body.index('class="streamnb-keyed"') :]
+    for cell in (">per-second<", ">tumbling(1)<", ">900<", ">12<", ">3/10,000<", ">12.5<"):
+        assert cell in table
+    assert "font-weight:bold" not in table  # no late item: nothing highlighted
+    late = keyed_snap("per-second", items=950, closed=12, open=3, keys=3, late=4, watermark=13.0)
+    dash.update(frame(keyed={"per-second": late}, taken_at=2.0))
+    assert 'color:#c62828;font-weight:bold;">4<' in dash.body.value
 
 
 def test_throughput_goes_to_the_live_chart_as_new_points_only(dash: Dashboard) -> None:

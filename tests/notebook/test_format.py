@@ -20,6 +20,10 @@ from streamnb.notebook._format import (
     format_duration,
     format_latency,
     format_rate,
+    format_watermark,
+    keyed_lines,
+    keyed_rows,
+    keyed_table_html,
     progress_for,
     progress_view,
     recovery_html,
@@ -29,7 +33,7 @@ from streamnb.notebook._format import (
     window_table_html,
 )
 
-from .helpers import buffer_snap, call_snap, frame, resilient_snap, snap
+from .helpers import buffer_snap, call_snap, frame, keyed_snap, resilient_snap, snap
 
 
 @pytest.mark.parametrize(("n", "text"), [(0, "0"), (999, "999"), (1234567, "1,234,567")])
@@ -360,3 +364,62 @@ def test_a_real_rate_change_still_shows() -> None:
     rates = h.series()["s"][1]
     assert rates[7] == pytest.approx(1000.0)
     assert rates[-1] == pytest.approx(4000.0)  # within ~1.25 s of smoothing
+
+
+def test_format_watermark_as_a_number_or_a_time_of_day() -> None:
+    import datetime as dt
+
+    assert format_watermark(None) == "-"
+    assert format_watermark(12.5) == "12.5"
+    assert format_watermark(0.30000000000000004) == "0.3"
+    assert format_watermark(-1.0) == "-1"
+    t = 1_700_000_000.25
+    assert format_watermark(t) == dt.datetime.fromtimestamp(t).strftime("%H:%M:%S.250")
+
+
+def test_keyed_rows_lines_and_table_highlight_late_and_evicted() -> None:
+    calm = keyed_snap("calm", items=5000, closed=42, open=3, keys=3, watermark=41.9)
+    late = keyed_snap(
+        "<late>",
+        shape="session(gap=2)",
+        items=12_345,
+        late=7,
+        evicted=2,
+        closed=10,
+        open=1,
+        keys=1,
+        max_keys=1,
+        watermark=None,
+    )
+    rows = keyed_rows([calm, late])
+    assert [r.name for r in rows] == ["calm", "<late>"]  # pipeline order
+    assert (rows[0].items, rows[0].closed, rows[0].open, rows[0].keys) == (
+        "5,000",
+        "42",
+        "3",
+        "3/10,000",
+    )
+    assert (rows[0].late, rows[0].watermark, rows[0].has_late, rows[0].has_evicted) == (
+        "0",
+        "41.9",
+        False,
+        False,
+    )
+    assert (rows[1].late, rows[1].evicted, rows[1].has_late, rows[1].has_evicted) == (
+        "7",
+        "2",
+        True,
+        True,
+    )
+    assert keyed_lines([calm]) == [
+        "calm tumbling(1): 5,000 items, 42 closed, 3 open over 3/10,000 keys, 0 late, "
+        "0 evicted, watermark 41.9"
+    ]
+    html = keyed_table_html(rows)
+    assert html.count('class="streamnb-keyed"') == 1 and html.count("<tr>") == 3
+    assert "&lt;late&gt;" in html and "<late>" not in html
+    assert html.count("color:#c62828;font-weight:bold;") == 1  # only the stage with late items
+    assert 'color:#c62828;font-weight:bold;">7<' in html
+    assert html.count("color:#ef6c00;") == 1 and 'color:#ef6c00;">2<' in html
+    assert ">41.9<" in html and ">-<" in html  # no watermark before the first item
+    assert keyed_table_html([]) == ""

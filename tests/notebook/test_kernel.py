@@ -153,3 +153,39 @@ async def test_the_handle_displays_as_its_dashboard_once_per_cell(tmp_path: Path
         assert views(later) == first  # a later cell shows the same dashboard again
         text = await k.cell("print(repr(h))")
         assert "<Run shown [####################] 100% done 10 items" in k.text(text)
+
+
+async def test_a_keyed_stage_in_the_dashboard_and_its_open_windows_in_to_pandas(
+    tmp_path: Path,
+) -> None:
+    async with kernel(tmp_path) as k:
+        cell = await k.cell(
+            "from streamnb.keyed import tumbling\n"
+            "async def events():\n"
+            "    i = 0\n"
+            "    while True:\n"
+            "        await asyncio.sleep(0.002)\n"
+            "        late = i % 50 == 49  # 3 s of event time behind: its window has closed\n"
+            "        yield {'k': 'ab'[i % 2], 't': i * 0.05 - (3.0 if late else 0.0)}\n"
+            "        i += 1\n"
+            "kw = Stream(events).keyed_window(tumbling(1.0), by='k', time='t', name='per-second')\n"
+            "h = kw.start(name='keyed', refresh=10)\n"
+            "snap = lambda: h.snapshots('window')['per-second']"
+        )
+        assert not k.errors(cell), k.errors(cell)
+        await k.wait_until("h.items >= 4 and snap().late > 0")
+        await k.wait_until("'color:#c62828;font-weight:bold;' in h._dashboard.body.value")
+        live = await k.value(
+            "[h._dashboard.body.value.count('class=\"streamnb-keyed\"'), "
+            "'>per-second<' in h._dashboard.body.value, "
+            "h.to_pandas('per-second')['open'].tolist()[-1]]"
+        )
+        assert live == [1, True, True]  # one keyed table; the open windows come last, marked
+        await k.cell("h.stop()")
+        await k.wait_until("h.done")
+        end = await k.value(
+            "[h.status, snap().open > 0, h.to_pandas('per-second')['open'].tolist()[-1], "
+            "int(h.to_pandas('per-second')['count'].sum()) == snap().items - snap().late, "
+            "f'>{snap().late}<' in h._dashboard.body.value]"
+        )
+        assert end == ["cancelled", True, True, True, True]

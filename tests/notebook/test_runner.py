@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from streamnb import ArgumentTypeError, InvalidArgumentError, PipelineStoppedError, Stream
+from streamnb.keyed import KeyedWindowSnapshot, tumbling
 from streamnb.notebook import (
     RUN_OPTION_NAMES,
     NoWindowError,
@@ -403,8 +404,10 @@ async def test_the_runs_frame_is_built_from_its_snapshots_only() -> None:
 
 async def test_run_chart_gets_each_new_window_row_once_at_the_refresh_rate() -> None:
     src = Source(400, delay=0.002)
-    s = Stream(src).map(lambda i: {"i": i, "v": i % 5, "k": "ab"[i % 2]}).window(
-        last=1000, name="w"
+    s = (
+        Stream(src)
+        .map(lambda i: {"i": i, "v": i % 5, "k": "ab"[i % 2]})
+        .window(last=1000, name="w")
     )
     handle = start(s, display=False, name="t-chart", refresh=4.0)
     chart = handle.chart(x="i", y="v", by="k", window="w")
@@ -429,8 +432,11 @@ async def test_run_chart_of_a_busy_window_reads_only_what_is_new() -> None:
 
 
 async def test_run_chart_names_a_missing_window_and_reads_a_finished_run() -> None:
-    handle = start(Stream(range(5)).map(lambda i: {"i": i, "n": i}).window(last=3, name="a"),
-                   display=False, name="t-chart-done")
+    handle = start(
+        Stream(range(5)).map(lambda i: {"i": i, "n": i}).window(last=3, name="a"),
+        display=False,
+        name="t-chart-done",
+    )
     await handle
     with pytest.raises(NoWindowError, match=r"window='b'.*its windows: 'a'"):
         handle.chart(x="i", y="n", window="b")
@@ -438,3 +444,73 @@ async def test_run_chart_names_a_missing_window_and_reads_a_finished_run() -> No
     assert chart.rows == 3 and chart.to_pandas()["x"].tolist() == [2.0, 3.0, 4.0]
     with pytest.raises(ArgumentTypeError, match=r"Run.chart\(window=3\)"):
         handle.chart(window=3)  # type: ignore[arg-type]
+
+
+async def test_to_pandas_of_a_keyed_stage_shows_closed_then_open_windows_and_a_stop() -> None:
+    src = Source(None, delay=0.0005)
+    s = (
+        Stream(src)
+        .map(lambda i: {"k": "ab"[i % 2], "t": i * 0.01})
+        .keyed_window(tumbling(0.5), by="k", time="t", name="per-half")
+        .window(last=100, name="rows")
+    )
+    handle = start(s, display=False, name="t-keyed")
+    await wait_for(lambda: handle.items >= 4)  # four windows closed and delivered
+    live = handle.to_pandas("per-half")  # while running
+    assert live["open"].iloc[-1] and not live["open"].iloc[0]
+    handle.stop()  # mid-window: the windows of the last items are still open
+    await handle.wait()
+    assert handle.status == "cancelled"
+    df = handle.to_pandas("per-half")
+    snap = handle.snapshots("window")["per-half"]
+    assert isinstance(snap, KeyedWindowSnapshot) and snap.open > 0
+    assert list(df.columns) == ["k", "window_start", "window_end", "count", "open"]
+    assert df["count"].sum() == snap.items  # every item pushed is in exactly one row
+    opened, closed = df[df["open"]], df[~df["open"]]
+    assert len(opened) == snap.open and len(closed) == snap.closed >= 4
+    assert df["open"].tolist() == [False] * len(closed) + [True] * len(opened)  # open last
+    assert closed["window_end"].is_monotonic_increasing
+    assert closed["window_end"].max() < opened["window_end"].min()
+    # the window of the same run reads as before, by name or as the run's window
+    assert handle.to_pandas("rows")["count"].tolist() == handle.to_pandas()["count"].tolist()
+    assert len(handle.to_pandas("rows")) == handle.items
+    assert others() == []
+
+
+async def test_to_pandas_by_name_names_the_run_and_what_it_has() -> None:
+    s = (
+        Stream(range(30))
+        .map(lambda i: {"t": i * 0.1})
+        .keyed_window(tumbling(1.0), time="t", name="kw")
+        .window(last=5, name="rows")
+    )
+    handle = start(s, display=False, name="t-names")
+    with pytest.raises(NoWindowError, match=r"run 't-names' has not opened its stream yet.*'kw'"):
+        handle.to_pandas("kw")
+    await handle
+    df = handle.to_pandas("kw")  # a finished run: every window closed
+    assert df["open"].tolist() == [False] * 3 and df["count"].tolist() == [10, 10, 10]
+    assert len(handle.to_pandas("rows")) == 3
+    keyed = handle._frame().keyed  # what the dashboard shows
+    assert list(keyed) == ["kw"] and (keyed["kw"].closed, keyed["kw"].open) == (3, 0)
+    with pytest.raises(
+        NoWindowError,
+        match=r"run 't-names' has no window or keyed stage named 'nope' "
+        r"\(its windows: 'rows'; its keyed stages: 'kw'\)",
+    ):
+        handle.to_pandas("nope")
+    with pytest.raises(ArgumentTypeError, match=r"Run.to_pandas\(name=3\)"):
+        handle.to_pandas(3)  # type: ignore[arg-type]
+    bare = start(Stream(range(3)), display=False, name="t-names-bare")
+    await bare
+    with pytest.raises(NoWindowError, match=r"'w' \(its windows: none; its keyed stages: none\)"):
+        bare.to_pandas("w")
+    clash = (
+        Stream([{"t": 0.5}])
+        .keyed_window(tumbling(1.0), time="t", name="x")
+        .window(last=5, name="x")
+    )
+    both = start(clash, display=False, name="t-names-clash")
+    await both
+    with pytest.raises(InvalidArgumentError, match="a window and a keyed stage are both named 'x'"):
+        both.to_pandas("x")

@@ -6,7 +6,7 @@ import io
 
 from streamnb.notebook._text import TextProgress, text_line
 
-from .helpers import call_snap, frame, resilient_snap, snap
+from .helpers import call_snap, frame, keyed_snap, resilient_snap, snap
 
 
 class TTY(io.StringIO):
@@ -62,3 +62,13 @@ def test_final_summary_has_a_line_per_resilient_source_and_call() -> None:
     )
     assert lines[-1].startswith("  call /streamnb.demo.v1.Json/Subscribe (server_stream): 3,000")
     assert lines[-1].endswith("2 reconnects · OK")
+
+
+def test_final_summary_has_a_line_per_keyed_stage() -> None:
+    out = io.StringIO()
+    kw = keyed_snap("kw", items=100, closed=9, open=1, keys=1, late=2, watermark=9.9)
+    TextProgress(out).close(frame("cancelled", items=9, keyed={"kw": kw}))
+    assert out.getvalue().splitlines()[-1] == (
+        "  keyed kw tumbling(1): 100 items, 9 closed, 1 open over 1/10,000 keys, 2 late, "
+        "0 evicted, watermark 9.9"
+    )
