@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .._runstate import ObservableKind
+    from ..recovery import DeadLetter
     from ..stream import RunOptions  # typing only: stream imports this module late
     from ..window import Window
     from .chart import LiveChart
@@ -266,6 +267,14 @@ class Run:
         """
         it = self._iteration
         return {} if it is None else dict(it.snapshots(kind))
+
+    @property
+    def dead_letters(self) -> dict[str, DeadLetter[Any]]:
+        """The dead letter of every stage with an error policy or a late-item policy (stage
+        name -> :class:`~streamnb.DeadLetter`): what was skipped, with its error and index;
+        ``{}`` before the run opened its stream."""
+        it = self._iteration
+        return {} if it is None else dict(it.dead_letters)
 
     def _snapshots(self, kind: ObservableKind, cls: type[_S]) -> dict[str, _S]:
         it = self._iteration

@@ -514,3 +514,21 @@ async def test_to_pandas_by_name_names_the_run_and_what_it_has() -> None:
     await both
     with pytest.raises(InvalidArgumentError, match="a window and a keyed stage are both named 'x'"):
         both.to_pandas("x")
+
+
+async def test_dead_letters_of_the_run_hold_what_its_stages_skipped() -> None:
+    def check(i: int) -> int:
+        if i % 4 == 3:
+            raise ValueError(f"bad {i}")
+        return i
+
+    s = Stream(range(12)).map(check, on_error="skip", name="checked")
+    handle = start(s, display=False, name="t-dead")
+    assert handle.dead_letters == {}  # not opened yet
+    summary = await handle
+    assert summary.items == 9
+    letters = handle.dead_letters
+    assert list(letters) == ["checked"]
+    assert letters["checked"].count == 3
+    assert [e.index for e in letters["checked"].entries] == [3, 7, 11]
+    assert [str(e.error) for e in letters["checked"].entries] == ["bad 3", "bad 7", "bad 11"]
