@@ -1,9 +1,11 @@
-"""Small builders shared by the notebook tests (plain data, no mocks of streamnb)."""
+"""Small builders shared by the notebook tests (plain data, no mocks of streamnb), and the
+real Jupyter servers and Chromium the browser tests drive (:func:`notebook_in_browser`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +15,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import nbformat
 
 from streamnb.metrics import (
     BufferSnapshot,
@@ -24,7 +28,7 @@ from streamnb.metrics import (
 from streamnb.notebook._format import RunFrame, RunStatus
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, Page, Playwright
 
 
 def snap(name: str = "stage", **over: Any) -> MetricsSnapshot:
@@ -220,11 +224,6 @@ def jupyter_server(root: Path, log: Path, app: str = "jupyterlab") -> Iterator[s
             proc.wait(timeout=10)
 
 
-def jupyterlab(root: Path, log: Path) -> contextlib.AbstractContextManager[str]:
-    """:func:`jupyter_server` running JupyterLab."""
-    return jupyter_server(root, log, "jupyterlab")
-
-
 def accept_kernel_dialog(page: Page) -> None:
     """JupyterLab 4 may ask which kernel to use even with a kernelspec: accept its choice."""
     try:
@@ -241,3 +240,83 @@ def dismiss_news(page: Page) -> None:
     if toast.count():
         toast.first.click()
         page.wait_for_timeout(500)
+
+
+#: The frontends the browser tests drive: name -> (server app, URL prefix of an open notebook).
+FRONTENDS: dict[str, tuple[str, str]] = {
+    "lab": ("jupyterlab", "lab/tree"),
+    "notebook7": ("notebook", "notebooks"),
+}
+
+
+def launch_chromium(pw: Playwright) -> Browser:
+    """Start headless :data:`CHROMIUM`; without one, fail saying how to install it."""
+    try:
+        return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    except Exception as exc:  # no browser at all: say how to get one (the test still fails)
+        raise AssertionError(
+            f"cannot start Chromium ({CHROMIUM or 'Playwright-managed'}): run "
+            "'bash scripts/setup-tests.sh' (the README's test command) to install one"
+        ) from exc
+
+
+@contextlib.contextmanager
+def notebook_in_browser(
+    tmp_path: Path,
+    cells: list[str],
+    *,
+    frontend: str = "lab",
+    name: str = "test.ipynb",
+    viewport: tuple[int, int] = (1100, 900),
+) -> Iterator[Page]:
+    """Write ``cells`` (code) as ``tmp_path/root/name``, serve it with ``frontend`` (a key of
+    :data:`FRONTENDS`) and open it in Chromium; yield the page once the notebook is shown and
+    its kernel chosen. The server log is ``tmp_path/<app>.log``; server, kernel and browser
+    are always stopped. Nothing is run: see :func:`run_all_cells`.
+
+    Example::
+
+        with notebook_in_browser(tmp_path, ["print('hi')"], frontend="notebook7") as page:
+            run_all_cells(page)
+            page.wait_for_selector(".jp-OutputArea-output:has-text('hi')")
+    """
+    app, prefix = FRONTENDS[frontend]
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
+    nbformat.write(nb, root / name)
+
+    from playwright.sync_api import sync_playwright
+
+    with jupyter_server(root, tmp_path / f"{app}.log", app) as url, sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page.set_default_timeout(60_000)
+            page.goto(f"{url}/{prefix}/{name}", wait_until="domcontentloaded")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+            accept_kernel_dialog(page)
+            yield page
+        finally:
+            browser.close()
+
+
+def run_all_cells(page: Page) -> None:
+    """Run > Run All Cells (the same menu in JupyterLab 4 and Notebook 7)."""
+    page.click("li.lm-MenuBar-item:has-text('Run')")
+    page.click("li.lm-Menu-item:has-text('Run All Cells')")
+
+
+def publish_screenshot(shot: Path, picture: str) -> None:
+    """Copy ``shot`` to docs/``picture`` (a README picture) when STREAMNB_UPDATE_SCREENSHOT is
+    set; opt-in, so that running the tests leaves the checkout clean."""
+    if os.environ.get("STREAMNB_UPDATE_SCREENSHOT"):
+        docs = REPO / "docs"
+        docs.mkdir(exist_ok=True)
+        shutil.copyfile(shot, docs / picture)

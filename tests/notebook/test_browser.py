@@ -11,15 +11,12 @@ set).
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
-import nbformat
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
-from .helpers import CHROMIUM, CHROMIUM_ARGS, REPO, accept_kernel_dialog, dismiss_news, jupyterlab
+from .helpers import REPO, dismiss_news, notebook_in_browser, publish_screenshot, run_all_cells
 
 FOREGROUND = f"""
 import sys, asyncio
@@ -83,104 +80,76 @@ def _dashboard_text(page: Page, index: int) -> str:
 
 
 def test_dashboard_runs_live_in_jupyterlab(tmp_path: Path) -> None:
-    root = tmp_path / "lab"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell(FOREGROUND), nbformat.v4.new_code_cell(BACKGROUND)]
-    nbformat.write(nb, root / "dashboard.ipynb")
     shot = tmp_path / "dashboard.png"
+    cells = [FOREGROUND, BACKGROUND]
+    with notebook_in_browser(
+        tmp_path, cells, frontend="lab", name="dashboard.ipynb", viewport=(1280, 1000)
+    ) as page:
+        run_all_cells(page)
 
-    with jupyterlab(root, tmp_path / "jupyterlab.log") as url, sync_playwright() as pw:
         try:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        except Exception as exc:  # no browser at all: say how to get one (the test still fails)
+            page.wait_for_selector(".streamnb-dashboard .widget-hprogress", timeout=120_000)
+        except Exception as exc:
+            page.screenshot(path=str(tmp_path / "no-dashboard.png"))
             raise AssertionError(
-                f"cannot start Chromium ({CHROMIUM or 'Playwright-managed'}): run "
-                "'bash scripts/setup-tests.sh' (the README's test command) to install one"
+                f"no dashboard widget rendered; see {tmp_path}/no-dashboard.png and "
+                f"{tmp_path}/jupyterlab.log"
             ) from exc
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(60_000)
-            page.goto(f"{url}/lab/tree/dashboard.ipynb", wait_until="domcontentloaded")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-            accept_kernel_dialog(page)
-            page.click("li.lm-MenuBar-item:has-text('Run')")
-            page.click("li.lm-Menu-item:has-text('Run All Cells')")
 
-            try:
-                page.wait_for_selector(".streamnb-dashboard .widget-hprogress", timeout=120_000)
-            except Exception as exc:
-                page.screenshot(path=str(tmp_path / "no-dashboard.png"))
-                raise AssertionError(
-                    f"no dashboard widget rendered; see {tmp_path}/no-dashboard.png and "
-                    f"{tmp_path}/jupyterlab.log"
-                ) from exc
+        seen: list[float] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            width = _bar_width(page, 0)
+            seen.append(width)
+            if width >= 100.0 and "done" in _dashboard_text(page, 0):
+                break
+            time.sleep(0.2)
+        partial = [w for w in seen if 0.0 < w < 100.0]
+        assert partial, f"the progress bar was never seen part-way: {seen[:20]}..."
+        assert seen[-1] >= 100.0, f"the progress bar did not fill: last widths {seen[-5:]}"
+        text = _dashboard_text(page, 0)
+        assert "1,500/1,500 items" in text and "source" in text, text
+        assert "high-water" in text, f"no buffer gauge in {text!r}"
 
-            seen: list[float] = []
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                width = _bar_width(page, 0)
-                seen.append(width)
-                if width >= 100.0 and "done" in _dashboard_text(page, 0):
-                    break
-                time.sleep(0.2)
-            partial = [w for w in seen if 0.0 < w < 100.0]
-            assert partial, f"the progress bar was never seen part-way: {seen[:20]}..."
-            assert seen[-1] >= 100.0, f"the progress bar did not fill: last widths {seen[-5:]}"
-            text = _dashboard_text(page, 0)
-            assert "1,500/1,500 items" in text and "source" in text, text
-            assert "high-water" in text, f"no buffer gauge in {text!r}"
+        # the throughput chart (anywidget canvas) drew the rate points the kernel sent
+        page.wait_for_function(
+            """() => {
+                const c = document.querySelector('.streamnb-dashboard .streamnb-chart');
+                return c && Number(c.dataset.points) >= 2;
+            }""",
+            timeout=30_000,
+        )
+        size = page.evaluate(
+            "() => { const c = document.querySelector('.streamnb-dashboard canvas');"
+            " return [c.width, c.height]; }"
+        )
+        assert size[0] > 100 and size[1] > 50, f"chart canvas too small: {size}"
 
-            # the throughput chart (anywidget canvas) drew the rate points the kernel sent
-            page.wait_for_function(
-                """() => {
-                    const c = document.querySelector('.streamnb-dashboard .streamnb-chart');
-                    return c && Number(c.dataset.points) >= 2;
-                }""",
-                timeout=30_000,
-            )
-            size = page.evaluate(
-                "() => { const c = document.querySelector('.streamnb-dashboard canvas');"
-                " return [c.width, c.height]; }"
-            )
-            assert size[0] > 100 and size[1] > 50, f"chart canvas too small: {size}"
+        dashboards = page.locator(".streamnb-dashboard")
+        dismiss_news(page)
+        dashboards.first.screenshot(path=str(shot))
 
-            dashboards = page.locator(".streamnb-dashboard")
-            dismiss_news(page)
-            dashboards.first.screenshot(path=str(shot))
-
-            # the background run's Stop button, clicked in the browser, stops it in the kernel
-            page.wait_for_function(
-                "() => document.querySelectorAll('.streamnb-dashboard').length >= 2",
-                timeout=60_000,
-            )
-            page.wait_for_function(
-                """() => {
-                    const d = document.querySelectorAll('.streamnb-dashboard')[1];
-                    return d && /running/.test(d.textContent);
-                }""",
-                timeout=60_000,
-            )
-            dashboards.nth(1).locator("button:has-text('Stop')").click()
-            page.wait_for_function(
-                """() => {
-                    const d = document.querySelectorAll('.streamnb-dashboard')[1];
-                    return d && /cancelled/.test(d.textContent);
-                }""",
-                timeout=30_000,
-            )
-            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-        finally:
-            browser.close()
+        # the background run's Stop button, clicked in the browser, stops it in the kernel
+        page.wait_for_function(
+            "() => document.querySelectorAll('.streamnb-dashboard').length >= 2",
+            timeout=60_000,
+        )
+        page.wait_for_function(
+            """() => {
+                const d = document.querySelectorAll('.streamnb-dashboard')[1];
+                return d && /running/.test(d.textContent);
+            }""",
+            timeout=60_000,
+        )
+        dashboards.nth(1).locator("button:has-text('Stop')").click()
+        page.wait_for_function(
+            """() => {
+                const d = document.querySelectorAll('.streamnb-dashboard')[1];
+                return d && /cancelled/.test(d.textContent);
+            }""",
+            timeout=30_000,
+        )
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
 
     assert shot.stat().st_size > 5_000
-    if os.environ.get("STREAMNB_UPDATE_SCREENSHOT"):
-        # opt-in, so that running the tests leaves the checkout clean
-        docs = REPO / "docs"
-        docs.mkdir(exist_ok=True)
-        shutil.copyfile(shot, docs / "dashboard.png")
+    publish_screenshot(shot, "dashboard.png")
