@@ -57,6 +57,7 @@ __all__ = [
     "format_bytes",
     "format_count",
     "format_duration",
+    "format_epoch_time",
     "format_latency",
     "format_rate",
     "format_value",
@@ -523,6 +524,8 @@ def buffer_gauges_html(gauges: Sequence[BufferGauge], *, width: int = 200) -> st
 # -- keyed window stages ----------------------------------------------------------------------
 #: a watermark at least this large is taken for epoch seconds (1973 on) and shown as a time
 _EPOCH_FROM = 1e8
+_EPOCH_UNTIL = 1e11  # year 5138: beyond it a number is not epoch seconds
+_TIME_SUFFIXES = ("_time", "_start", "_end", "_at", "_ts", "timestamp")
 
 
 def format_watermark(watermark: float | None) -> str:
@@ -535,14 +538,39 @@ def format_watermark(watermark: float | None) -> str:
         format_watermark(None)         # '-'
         format_watermark(12.5)         # '12.5'
     """
-    import datetime as _dt
-
     if watermark is None:
         return "-"
-    if math.isfinite(watermark) and watermark >= _EPOCH_FROM:
-        return _dt.datetime.fromtimestamp(watermark).strftime("%H:%M:%S.%f")[:-3]
+    text = format_epoch_time(watermark)
+    if text is not None:
+        return text
     number = format_value(watermark)
     return number if number is not None else str(watermark)
+
+
+def format_epoch_time(value: Any) -> str | None:
+    """A number that looks like epoch seconds (1973 on) as the local time of day with
+    milliseconds, else None. Why: ``window_end=1796186721.25`` read as ``1,796,186,721`` hides
+    the only part that differs between rows.
+
+    Example::
+
+        format_epoch_time(12.5)                     # None (not epoch seconds)
+        format_epoch_time(1_700_000_000.25)[-4:]    # '.250'
+    """
+    import datetime as _dt
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    x = float(value)
+    if not (math.isfinite(x) and _EPOCH_FROM <= x < _EPOCH_UNTIL):
+        return None
+    return _dt.datetime.fromtimestamp(x).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _is_time_column(name: str) -> bool:
+    """A column named for a point in time (``timestamp``, ``window_end``, ``sent_at``, ``t``)."""
+    n = name.rsplit(".", 1)[-1].lower()
+    return n in ("t", "ts", "time", "timestamp") or n.endswith(_TIME_SUFFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -786,12 +814,13 @@ def window_table_html(
     if not flat:
         return ""
     heads = ["arrived", *cols]
+    times = {c for c in cols if _is_time_column(c)}  # shown as times of day when epoch-like
     out = [f'<table class="streamnb-window" style="{_TABLE_STYLE}"><tr>']
     out += [f'<th style="{_HEAD}">{html.escape(str(h))}</th>' for h in heads]
     out.append("</tr>")
     for t, rec in flat:
         stamp = _dt.datetime.fromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
-        cells = [stamp] + [_short(rec.get(c, ""), max_chars) for c in cols]
+        cells = [stamp] + [_short(rec.get(c, ""), max_chars, c in times) for c in cols]
         out.append("<tr>")
         out += [f'<td style="{_CELL}">{html.escape(c)}</td>' for c in cells]
         out.append("</tr>")
@@ -799,11 +828,11 @@ def window_table_html(
     return "".join(out)
 
 
-def _short(value: Any, max_chars: int) -> str:
+def _short(value: Any, max_chars: int, is_time: bool = False) -> str:
     # safe_repr: an item whose __repr__ raises must not break the table (it shows its type)
     if isinstance(value, str):
         text = value
     else:
-        number = format_value(value)
+        number = (format_epoch_time(value) if is_time else None) or format_value(value)
         text = number if number is not None else safe_repr(value, max_chars + 3)
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import time
 
@@ -18,6 +19,7 @@ from streamnb.notebook._format import (
     format_bytes,
     format_count,
     format_duration,
+    format_epoch_time,
     format_latency,
     format_rate,
     format_watermark,
@@ -423,3 +425,17 @@ def test_keyed_rows_lines_and_table_highlight_late_and_evicted() -> None:
     assert html.count("color:#ef6c00;") == 1 and 'color:#ef6c00;">2<' in html
     assert ">41.9<" in html and ">-<" in html  # no watermark before the first item
     assert keyed_table_html([]) == ""
+
+
+def test_time_columns_of_the_window_tail_read_as_times_of_day() -> None:
+    t0 = 1_796_186_721.0
+    rows = [(t0 + 1, {"kind": "api", "window_start": t0, "window_end": t0 + 0.25, "count": t0})]
+    table = window_table_html(rows)
+    start = datetime.datetime.fromtimestamp(t0).strftime("%H:%M:%S.%f")[:-3]
+    end = datetime.datetime.fromtimestamp(t0 + 0.25).strftime("%H:%M:%S.%f")[:-3]
+    assert f">{start}<" in table and f">{end}<" in table and end.endswith(".250")
+    assert ">1,796,186,721<" in table  # "count" is not a time column: a number stays a number
+    assert format_epoch_time(12.5) is None and format_epoch_time(True) is None
+    assert format_epoch_time(float("nan")) is None and format_epoch_time("x") is None
+    # event times from your own origin stay numbers, in a time column too
+    assert ">12.5<" in window_table_html([(t0, {"t": 12.5})])
