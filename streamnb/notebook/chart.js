@@ -161,7 +161,11 @@ function render({ model, el }) {
     ctx.textBaseline = "top";
     const isTime = model.get("time_axis");
     for (const v of ticks(x0, x1, Math.max(2, Math.floor(pw / 90)))) {
-      ctx.fillText(isTime ? fmtTime(v) : fmtNum(v), px(v), top + ph + 4);
+      const label = isTime ? fmtTime(v) : fmtNum(v);
+      const half = ctx.measureText(label).width / 2;
+      // a label near an edge is moved in, never cut off by the canvas
+      const lx = Math.min(Math.max(px(v), half + 1), width - half - 1);
+      ctx.fillText(label, lx, top + ph + 4);
     }
 
     state.data.forEach((d, i) => {
