@@ -24,8 +24,8 @@ from typing import Any, Literal, TypeAlias
 
 import grpc
 
+from .._callstats import CallStats
 from ..errors import StreamConsumedError
-from ..metrics import CallSnapshot
 from ..stream import Stream
 from .codecs import Codec
 from .errors import DecodeError, EncodeError, RpcError
@@ -131,45 +131,20 @@ class CallSpec:
     breaker: Any = None
 
 
-class CallCounters:
-    """The live counters of one run of a call; readers take :meth:`snapshot` (frozen).
+class CallCounters(CallStats):
+    """The live counters of one run of a gRPC call (:class:`~streamnb._callstats.CallStats`,
+    named and shaped by its :class:`CallSpec`); readers take :meth:`snapshot` (frozen).
 
     ``errors`` counts failed attempts and undecodable messages; ``code`` is the latest status
-    name (``"OK"``, ``"UNAVAILABLE"``..., ``None`` while the first attempt runs). The hot path
-    writes plain attributes; nothing is computed per message for readers.
+    name (``"OK"``, ``"UNAVAILABLE"``..., ``None`` while the first attempt runs). What gRPC adds
+    is :meth:`failed` and its ``counted`` marker: one failure is seen by several steps (the
+    attempt that raised it, then the run's end), and is counted once.
     """
 
-    __slots__ = (
-        "bytes_received",
-        "bytes_sent",
-        "code",
-        "counted",
-        "decode_errors",
-        "errors",
-        "finished",
-        "method",
-        "name",
-        "received",
-        "reconnects",
-        "sent",
-        "shape",
-        "started",
-    )
+    __slots__ = ("counted",)
 
     def __init__(self, spec: CallSpec, name: str | None = None) -> None:
-        self.name = spec.path if name is None else name
-        self.method = spec.path
-        self.shape: str = spec.shape
-        self.sent = 0
-        self.received = 0
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.errors = 0
-        self.decode_errors = 0
-        self.reconnects = 0
-        self.code: str | None = None
-        self.started = 0.0
-        self.finished: float | None = None
+        super().__init__(spec.path if name is None else name, spec.path, spec.shape)
         #: the latest exception already counted in ``errors`` (so the run's end counts it once)
         self.counted: BaseException | None = None
 
@@ -180,26 +155,6 @@ class CallCounters:
             self.errors += 1
         self.counted = exc
         self.code = code_of(exc)
-
-    def snapshot(self) -> CallSnapshot:
-        """The counters now, frozen (``elapsed`` runs until the call finished)."""
-        now = time.monotonic()
-        end = self.finished if self.finished is not None else now
-        return CallSnapshot(
-            name=self.name,
-            method=self.method,
-            shape=self.shape,
-            sent=self.sent,
-            received=self.received,
-            bytes_sent=self.bytes_sent,
-            bytes_received=self.bytes_received,
-            errors=self.errors,
-            decode_errors=self.decode_errors,
-            reconnects=self.reconnects,
-            code=self.code,
-            elapsed=max(0.0, end - self.started) if self.started else 0.0,
-            taken_at=now,
-        )
 
 
 def code_of(exc: BaseException) -> str:

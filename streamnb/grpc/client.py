@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
@@ -79,6 +78,7 @@ from ._call import (
     DecodePolicy,
     MetadataLike,
     OneShotGuard,
+    code_of,
     encode_request,
     metadata_pairs,
     method_path,
@@ -365,7 +365,7 @@ class _ClientBase:
         return _Attempt(self, run, source)
 
     def _started(self, run: CallRun, remaining: float | None) -> None:
-        run.counters.started = time.monotonic()
+        run.counters.start()
         _log.debug(
             "streamnb.grpc.call_started",
             method=run.spec.path,
@@ -459,12 +459,12 @@ class _ClientBase:
         """Record how the run ended (once): ``client.history`` and a log event."""
         counters = run.counters
         if exc is None:
-            counters.code = "OK"
+            counters.finish("OK")
         elif isinstance(exc, GeneratorExit):
-            counters.code = "CANCELLED"  # the consumer stopped early: not a failure
+            counters.finish("CANCELLED")  # the consumer stopped early: not a failure
         else:
             counters.failed(exc)
-        counters.finished = time.monotonic()
+            counters.finish(code_of(exc))
         snap = counters.snapshot()
         self.history.append(snap)
         if exc is None or isinstance(exc, GeneratorExit):

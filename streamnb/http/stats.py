@@ -17,10 +17,11 @@ Example::
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from collections.abc import Callable
 from typing import Literal
 
+from streamnb._callstats import CallStats
 from streamnb.metrics import CallSnapshot
 
 __all__ = ["HttpCallStats", "HttpShape"]
@@ -28,45 +29,22 @@ __all__ = ["HttpCallStats", "HttpShape"]
 HttpShape = Literal["sse", "ndjson", "websocket", "chat"]
 
 
-class HttpCallStats:
-    """Counters of one HTTP Stream run; ``snapshot()`` gives a frozen CallSnapshot.
+class HttpCallStats(CallStats):
+    """Counters of one HTTP Stream run (a :class:`~streamnb._callstats.CallStats`, started when
+    made); ``snapshot()`` gives a frozen CallSnapshot.
 
     ``method`` is the request line shown everywhere (``"GET http://host/feed"``, the URL already
     redacted). ``code`` is ``None`` while running, then ``"OK"``, ``"CANCELLED"``, the HTTP status
-    (``"401"``) or the failure's type name.
+    (``"401"``) or the failure's type name. What HTTP adds is the received-bytes reader of the
+    open response (:meth:`attach` / :meth:`detach`): httpx counts the bytes, so the hot path
+    does not.
     """
 
-    __slots__ = (
-        "_bytes_in",
-        "bytes_received",
-        "bytes_sent",
-        "code",
-        "decode_errors",
-        "errors",
-        "finished",
-        "method",
-        "name",
-        "received",
-        "reconnects",
-        "sent",
-        "shape",
-        "started",
-    )
+    __slots__ = ("_bytes_in",)
 
     def __init__(self, name: str, method: str, shape: HttpShape) -> None:
-        self.name = name
-        self.method = method
-        self.shape = shape
-        self.sent = 0
-        self.received = 0
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.errors = 0
-        self.decode_errors = 0
-        self.reconnects = 0
-        self.code: str | None = None
-        self.started = time.monotonic()
-        self.finished: float | None = None
+        super().__init__(name, method, shape)
+        self.start()
         self._bytes_in: Callable[[], int] | None = None
 
     def attach(self, bytes_in: Callable[[], int] | None) -> None:
@@ -80,39 +58,14 @@ class HttpCallStats:
             self._bytes_in = None
 
     def finish(self, code: str) -> None:
-        """Record how the run ended (the first call wins)."""
+        """Fold in the open response's bytes, then record how the run ended (first call wins)."""
         self.detach()
-        if self.finished is None:
-            self.code = code
-            self.finished = time.monotonic()
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds from start to finish (to now while running)."""
-        end = self.finished if self.finished is not None else time.monotonic()
-        return max(0.0, end - self.started)
+        super().finish(code)
 
     def snapshot(self) -> CallSnapshot:
-        """A frozen copy of the counters (cheap; safe from any task)."""
-        live = self._bytes_in() if self._bytes_in is not None else 0
-        return CallSnapshot(
-            name=self.name,
-            method=self.method,
-            shape=self.shape,
-            sent=self.sent,
-            received=self.received,
-            bytes_sent=self.bytes_sent,
-            bytes_received=self.bytes_received + live,
-            errors=self.errors,
-            decode_errors=self.decode_errors,
-            reconnects=self.reconnects,
-            code=self.code,
-            elapsed=self.elapsed,
-            taken_at=time.monotonic(),
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"HttpCallStats({self.name!r}, {self.method!r}, received={self.received}, "
-            f"reconnects={self.reconnects}, code={self.code!r})"
-        )
+        """A frozen copy of the counters, the open response's bytes included."""
+        bytes_in = self._bytes_in
+        snap = super().snapshot()
+        if bytes_in is None:
+            return snap
+        return dataclasses.replace(snap, bytes_received=snap.bytes_received + bytes_in())

@@ -4,11 +4,14 @@ the Stream definition; unary/client-streaming calls keep theirs in ``client.hist
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
+from typing import Any, cast
 
 import pytest
 
 from streamnb import DeadLetter, InvalidArgumentError, Stream
+from streamnb._callstats import CallStats
 from streamnb.demo import DemoServer
 from streamnb.grpc import CallSnapshot, GrpcClient, RpcStream, call_snapshot
 from streamnb.grpc._generated import streamnb_demo_pb2 as pb
@@ -115,3 +118,25 @@ async def test_call_arguments_are_checked_up_front(server: DemoServer) -> None:
             c.server_stream(JSON + "Subscribe", {}, resume=42)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="GrpcClient\\(timeout=-1\\)"):
         GrpcClient(server.address, timeout=-1)
+
+
+async def test_the_run_counts_on_the_shared_counters_and_a_failure_once(
+    client: GrpcClient,
+) -> None:
+    feed = client.server_stream(JSON + "Subscribe", {"count": 3})
+    async with feed.open() as it:
+        assert len([x async for x in it]) == 3
+        live = it.state.observed("call")[feed.method]  # registered when the run started
+    assert isinstance(live, CallStats)
+    ended = dataclasses.replace(live.snapshot(), taken_at=client.history[-1].taken_at)
+    assert ended == client.history[-1]  # the run's counters are what history kept
+    counters = cast(Any, live)
+    boom = RuntimeError("boom")
+    wrapped = ValueError("wrapped")
+    wrapped.__cause__ = boom
+    counters.failed(boom)
+    counters.failed(boom)  # one failure seen by two steps (the attempt, the run's end)
+    counters.failed(wrapped)  # or seen again wrapped by a later step: still counted once
+    assert counters.snapshot().errors == 1
+    counters.failed(RuntimeError("another"))
+    assert (counters.snapshot().errors, counters.code) == (2, "RuntimeError")
