@@ -43,20 +43,11 @@ from httpx_sse import EventSource
 from streamnb.recovery import DeadLetter
 from streamnb.stream import Stream
 
-from .._runstate import RunState
 from ..errors import ArgumentTypeError, HttpError, InvalidArgumentError
 from .events import ChatEvent, Finish, TokenDelta, ToolCall, Usage
 from .redact import Secret
-from .runs import Call, DecodePolicy, check_decode_policy, start_call
-from .transport import (
-    DEFAULT_TIMEOUT,
-    ClientSpec,
-    RequestSpec,
-    TimeoutLike,
-    broken,
-    check_response,
-    expect_content_type,
-)
+from .runs import Call, CallPlan, DecodePolicy
+from .transport import DEFAULT_TIMEOUT, ClientSpec, RequestSpec, TimeoutLike, expect_content_type
 
 __all__ = ["chat"]
 
@@ -148,7 +139,7 @@ def chat(
     key = Secret(api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", ""))
     if key:
         req.secrets += (key.reveal(),)
-    policy, dl = check_decode_policy("chat", on_decode_error, dead_letter)
+    plan = CallPlan("chat", "POST", req.shown, on_decode_error, dead_letter, name=name)
     spec = ClientSpec.build(
         "chat",
         client=client,
@@ -157,14 +148,8 @@ def chat(
         proxy=proxy,
         client_kwargs=client_kwargs,
     )
-
-    def open_run(run: RunState) -> AsyncIterator[ChatEvent]:
-        call = start_call(run, "chat", name, "POST", req.shown, policy, dl)
-        if stream:
-            return _chat_stream(call, req, spec, key)
-        return _chat_once(call, req, spec, key)
-
-    return Stream.from_run(open_run)
+    body_of = _chat_stream if stream else _chat_once
+    return plan.stream(lambda call: body_of(call, req, spec, key))
 
 
 def _auth(key: Secret, accept: str) -> dict[str, str]:
@@ -234,68 +219,58 @@ async def _chat_stream(
     reason = ""
     tools = _Assembler(call)
     loads = json.loads
-    call.started(req.headers, model=req.body["json"]["model"])
-    try:
+    async with call.running(req.headers, model=req.body["json"]["model"]):
         async with spec.open() as client:
-            try:
-                async with req.send(client, _auth(key, "text/event-stream")) as response:
-                    stats.sent += 1
-                    stats.attach(lambda: response.num_bytes_downloaded)
-                    await check_response(response, req.shown, req.method, 0, req.secrets)
-                    expect_content_type(response, ("text/event-stream",), req.shown, req.method)
-                    events = EventSource(response).aiter_sse()
-                    try:
-                        async for ev in events:
-                            data = ev.data
-                            if data == "[DONE]":
-                                break
-                            i = index
-                            index = stats.received = i + 1
-                            try:
-                                chunk = loads(data)
-                                if not isinstance(chunk, dict):
-                                    raise ValueError("a chunk must be a JSON object")
-                            except ValueError as exc:
-                                call.undecodable(i, data, exc)
+            extra = _auth(key, "text/event-stream")
+            async with call.request(client, req, extra) as response:
+                expect_content_type(response, ("text/event-stream",), req.shown, req.method)
+                events = EventSource(response).aiter_sse()
+                try:
+                    async for ev in events:
+                        data = ev.data
+                        if data == "[DONE]":
+                            break
+                        i = index
+                        index = stats.received = i + 1
+                        try:
+                            chunk = loads(data)
+                            if not isinstance(chunk, dict):
+                                raise ValueError("a chunk must be a JSON object")
+                        except ValueError as exc:
+                            call.undecodable(i, data, exc)
+                            continue
+                        if chunk.get("error"):
+                            raise HttpError(
+                                req.shown,
+                                response.status_code,
+                                data,
+                                reason="the server sent an error in the stream",
+                                method="POST",
+                                received=i,
+                            )
+                        for choice in chunk.get("choices") or ():
+                            if choice.get("index", 0) != 0:
                                 continue
-                            if chunk.get("error"):
-                                raise HttpError(
-                                    req.shown,
-                                    response.status_code,
-                                    data,
-                                    reason="the server sent an error in the stream",
-                                    method="POST",
-                                    received=i,
-                                )
-                            for choice in chunk.get("choices") or ():
-                                if choice.get("index", 0) != 0:
-                                    continue
-                                delta = choice.get("delta") or {}
-                                text = delta.get("content")
-                                if text:
-                                    yield TokenDelta(text, tokens)
-                                    tokens += 1
-                                for piece in delta.get("tool_calls") or ():
-                                    for tool_call in tools.add(piece):
-                                        yield tool_call
-                                if choice.get("finish_reason"):
-                                    reason = str(choice["finish_reason"])
-                                    for tool_call in tools.complete():
-                                        yield tool_call
-                            usage = chunk.get("usage")
-                            if usage:
-                                yield _usage(usage)
-                    finally:
-                        await events.aclose()
-            except httpx.TransportError as exc:
-                raise broken(exc, req.shown, req.method, index) from exc
+                            delta = choice.get("delta") or {}
+                            text = delta.get("content")
+                            if text:
+                                yield TokenDelta(text, tokens)
+                                tokens += 1
+                            for piece in delta.get("tool_calls") or ():
+                                for tool_call in tools.add(piece):
+                                    yield tool_call
+                            if choice.get("finish_reason"):
+                                reason = str(choice["finish_reason"])
+                                for tool_call in tools.complete():
+                                    yield tool_call
+                        usage = chunk.get("usage")
+                        if usage:
+                            yield _usage(usage)
+                finally:
+                    await events.aclose()
         for tool_call in tools.complete():
             yield tool_call
         yield Finish(reason or "unknown", tokens, tools.done)
-        call.finished()
-    except BaseException as exc:
-        call.failed(exc)
-        raise
 
 
 def _usage(usage: Mapping[str, Any]) -> Usage:
@@ -307,19 +282,11 @@ def _usage(usage: Mapping[str, Any]) -> Usage:
 async def _chat_once(
     call: Call, req: RequestSpec, spec: ClientSpec, key: Secret
 ) -> AsyncIterator[ChatEvent]:
-    stats = call.stats
-    call.started(req.headers, model=req.body["json"]["model"])
-    try:
+    async with call.running(req.headers, model=req.body["json"]["model"]):
         async with spec.open() as client:
-            try:
-                async with req.send(client, _auth(key, "application/json")) as response:
-                    stats.sent += 1
-                    stats.attach(lambda: response.num_bytes_downloaded)
-                    await check_response(response, req.shown, req.method, 0, req.secrets)
-                    raw = (await response.aread()).decode("utf-8", "replace")
-            except httpx.TransportError as exc:
-                raise broken(exc, req.shown, req.method, 0) from exc
-        stats.received = 1
+            async with call.request(client, req, _auth(key, "application/json")) as response:
+                raw = (await response.aread()).decode("utf-8", "replace")
+        call.stats.received = 1
         try:
             completion = json.loads(raw)
             choice = completion["choices"][0]
@@ -340,7 +307,3 @@ async def _chat_once(
         if completion.get("usage"):
             yield _usage(completion["usage"])
         yield Finish(str(choice.get("finish_reason") or "unknown"), tokens, tools.done)
-        call.finished()
-    except BaseException as exc:
-        call.failed(exc)
-        raise

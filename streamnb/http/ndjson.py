@@ -18,25 +18,17 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, cast
 
 import httpx
 
 from streamnb.recovery import DeadLetter
 from streamnb.stream import Stream
 
-from .._runstate import RunState
 from ..errors import ArgumentTypeError
-from .runs import Call, DecodePolicy, check_decode_policy, start_call
-from .transport import (
-    DEFAULT_TIMEOUT,
-    ClientSpec,
-    RequestSpec,
-    TimeoutLike,
-    broken,
-    check_response,
-)
+from .runs import Call, CallPlan, DecodePolicy
+from .transport import DEFAULT_TIMEOUT, ClientSpec, RequestSpec, TimeoutLike
 
 __all__ = ["ndjson"]
 
@@ -64,7 +56,7 @@ def ndjson(
     if decode is not None and not callable(decode):
         raise ArgumentTypeError(f"ndjson(decode={decode!r}): expected a function of a line")
     decoder = decode or _loads
-    policy, dl = check_decode_policy("ndjson", on_decode_error, dead_letter)
+    plan = CallPlan("ndjson", req.method, req.shown, on_decode_error, dead_letter, name=name)
     spec = ClientSpec.build(
         "ndjson",
         client=client,
@@ -73,12 +65,7 @@ def ndjson(
         proxy=proxy,
         client_kwargs=client_kwargs,
     )
-
-    def open_run(run: RunState) -> AsyncIterator[Any]:
-        call = start_call(run, "ndjson", name, req.method, req.shown, policy, dl)
-        return _ndjson_run(call, req, spec, decoder)
-
-    return Stream.from_run(open_run)
+    return plan.stream(lambda call: _ndjson_run(call, req, spec, decoder))
 
 
 _loads = json.loads
@@ -89,32 +76,21 @@ async def _ndjson_run(
 ) -> AsyncIterator[Any]:
     stats = call.stats
     index = 0
-    call.started(req.headers)
-    try:
-        async with spec.open() as client:
+    async with call.running(req.headers), spec.open() as client:
+        async with call.request(client, req, {"Accept": "application/x-ndjson"}) as response:
+            # typed as an AsyncIterator, httpx's aiter_lines is an async generator: closed below
+            lines = cast(AsyncGenerator[str, None], response.aiter_lines())
             try:
-                async with req.send(client, {"Accept": "application/x-ndjson"}) as response:
-                    stats.sent += 1
-                    stats.attach(lambda: response.num_bytes_downloaded)
-                    await check_response(response, req.shown, req.method, 0, req.secrets)
-                    lines = response.aiter_lines()
+                async for line in lines:
+                    if not line.strip():
+                        continue
+                    i = index
+                    index = stats.received = i + 1
                     try:
-                        async for line in lines:
-                            if not line.strip():
-                                continue
-                            i = index
-                            index = stats.received = i + 1
-                            try:
-                                item = decoder(line)
-                            except Exception as exc:
-                                call.undecodable(i, line, exc)
-                                continue
-                            yield item
-                    finally:
-                        await lines.aclose()
-            except httpx.TransportError as exc:
-                raise broken(exc, req.shown, req.method, index) from exc
-        call.finished()
-    except BaseException as exc:
-        call.failed(exc)
-        raise
+                        item = decoder(line)
+                    except Exception as exc:
+                        call.undecodable(i, line, exc)
+                        continue
+                    yield item
+            finally:
+                await lines.aclose()

@@ -38,19 +38,10 @@ from httpx_sse import EventSource, ServerSentEvent
 from streamnb.recovery import DeadLetter, RetryPolicy
 from streamnb.stream import Stream
 
-from .._runstate import RunState
 from .._validate import check_choice
 from ..errors import ArgumentTypeError, HttpError
-from .runs import Call, DecodePolicy, check_decode_policy, log, start_call
-from .transport import (
-    DEFAULT_TIMEOUT,
-    ClientSpec,
-    RequestSpec,
-    TimeoutLike,
-    broken,
-    check_response,
-    expect_content_type,
-)
+from .runs import Call, CallPlan, DecodePolicy, log
+from .transport import DEFAULT_TIMEOUT, ClientSpec, RequestSpec, TimeoutLike, expect_content_type
 
 __all__ = ["DEFAULT_RETRY", "SseDecode", "sse"]
 
@@ -116,7 +107,7 @@ def sse(
     """
     req = RequestSpec("sse", url, method, params, headers, json, content)
     decoder = _decoder(decode)
-    policy, dl = check_decode_policy("sse", on_decode_error, dead_letter)
+    plan = CallPlan("sse", req.method, req.shown, on_decode_error, dead_letter, name=name)
     if last_event_id is not None and not isinstance(last_event_id, str):
         raise ArgumentTypeError(f"sse(last_event_id={last_event_id!r}): expected a str")
     if retry is not None and not isinstance(retry, RetryPolicy):
@@ -130,12 +121,9 @@ def sse(
         client_kwargs=client_kwargs,
     )
     retry_policy = retry or DEFAULT_RETRY
-
-    def open_run(run: RunState) -> AsyncIterator[Any]:
-        call = start_call(run, "sse", name, req.method, req.shown, policy, dl)
-        return _sse_run(call, req, spec, decoder, last_event_id, resume, retry_policy)
-
-    return Stream.from_run(open_run)
+    return plan.stream(
+        lambda call: _sse_run(call, req, spec, decoder, last_event_id, resume, retry_policy)
+    )
 
 
 async def _sse_run(
@@ -154,90 +142,73 @@ async def _sse_run(
     unresumable = 0  # events handled since the last one that carried an id
     failures = 0
     server_retry: int | None = None
-    call.started(req.headers, last_event_id=last_event_id)
-    try:
-        async with spec.open() as client:
-            while True:
-                progressed = False
-                extra = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
-                if last_id:
-                    extra["Last-Event-ID"] = last_id
-                try:
-                    async with req.send(client, extra) as response:
-                        stats.sent += 1
-                        stats.attach(lambda r=response: r.num_bytes_downloaded)  # type: ignore[misc]
-                        await check_response(response, req.shown, req.method, index, req.secrets)
-                        expect_content_type(response, ("text/event-stream",), req.shown, req.method)
-                        events = EventSource(response).aiter_sse()
-                        try:
-                            async for ev in events:
-                                # the hot path: a few local updates per event, no logging
-                                event_id = ev.id
-                                if event_id:
-                                    last_id, unresumable = event_id, 0
+    async with call.running(req.headers, last_event_id=last_event_id), spec.open() as client:
+        while True:
+            progressed = False
+            extra = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+            if last_id:
+                extra["Last-Event-ID"] = last_id
+            try:
+                async with call.request(client, req, extra) as response:
+                    expect_content_type(response, ("text/event-stream",), req.shown, req.method)
+                    events = EventSource(response).aiter_sse()
+                    try:
+                        async for ev in events:
+                            # the hot path: a few local updates per event, no logging
+                            event_id = ev.id
+                            if event_id:
+                                last_id, unresumable = event_id, 0
+                            else:
+                                unresumable += 1
+                            retry_ms = ev.retry
+                            if retry_ms is not None:
+                                server_retry = retry_ms
+                            i = index
+                            index = stats.received = i + 1
+                            progressed = True
+                            try:
+                                if loads is not None:
+                                    item = loads(ev.data)
+                                elif decoder is not None:
+                                    item = decoder(ev)
                                 else:
-                                    unresumable += 1
-                                retry_ms = ev.retry
-                                if retry_ms is not None:
-                                    server_retry = retry_ms
-                                i = index
-                                index = stats.received = i + 1
-                                progressed = True
-                                try:
-                                    if loads is not None:
-                                        item = loads(ev.data)
-                                    elif decoder is not None:
-                                        item = decoder(ev)
-                                    else:
-                                        item = ev
-                                except Exception as exc:
-                                    call.undecodable(i, ev.data, exc)
-                                    continue
-                                yield item
-                        finally:
-                            await events.aclose()  # before the response closes
-                    stats.detach()
-                    call.finished()
-                    return
-                except httpx.TransportError as exc:
-                    stats.detach()
-                    err: HttpError = broken(exc, req.shown, req.method, index)
-                    err.__cause__ = exc
-                except HttpError as exc:
-                    stats.detach()
-                    if not exc.retryable or not resume:
-                        raise
-                    err = exc
-                if not resume:
-                    raise err
-                if unresumable:
-                    err.add_note(
-                        f"not resumed: the last {unresumable} event(s) carried no id, so a "
-                        "reconnection could not continue exactly after them"
-                    )
-                    raise err
-                if not retry.retry_on(err):
-                    raise err
-                failures = 1 if progressed else failures + 1
-                stats.errors += 1
-                if failures >= retry.max_attempts:
-                    err.add_note(
-                        f"gave up after {failures} failed attempt(s) in a row without an event"
-                    )
-                    raise err
-                delay = server_retry / 1000 if server_retry is not None else retry.delay(failures)
-                log.info(
-                    "streamnb.http.reconnect",
-                    call=call.name,
-                    url=req.shown,
-                    attempt=failures,
-                    received=index,
-                    last_event_id=last_id,
-                    delay=round(delay, 3),
-                    error=str(err),
+                                    item = ev
+                            except Exception as exc:
+                                call.undecodable(i, ev.data, exc)
+                                continue
+                            yield item
+                    finally:
+                        await events.aclose()  # before the response closes
+                return
+            except HttpError as exc:  # a bad status, or the connection broke (retryable)
+                if not exc.retryable or not resume:
+                    raise
+                err = exc
+            if unresumable:
+                err.add_note(
+                    f"not resumed: the last {unresumable} event(s) carried no id, so a "
+                    "reconnection could not continue exactly after them"
                 )
-                await asyncio.sleep(delay)
-                stats.reconnects += 1
-    except BaseException as exc:
-        call.failed(exc)
-        raise
+                raise err
+            if not retry.retry_on(err):
+                raise err
+            failures = 1 if progressed else failures + 1
+            stats.errors += 1
+            if failures >= retry.max_attempts:
+                err.add_note(
+                    f"gave up after {failures} failed attempt(s) in a row without an event"
+                )
+                raise err
+            delay = server_retry / 1000 if server_retry is not None else retry.delay(failures)
+            log.info(
+                "streamnb.http.reconnect",
+                call=call.name,
+                url=req.shown,
+                attempt=failures,
+                received=index,
+                last_event_id=last_id,
+                delay=round(delay, 3),
+                error=str(err),
+            )
+            await asyncio.sleep(delay)
+            stats.reconnects += 1

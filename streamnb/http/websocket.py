@@ -34,11 +34,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from streamnb.recovery import DeadLetter
 from streamnb.stream import Stream
 
-from .._runstate import RunState
 from .._validate import check_choice, check_seconds
 from ..errors import ArgumentTypeError, HttpError, InvalidArgumentError
 from .redact import is_sensitive, redact_url
-from .runs import Call, DecodePolicy, check_decode_policy, start_call
+from .runs import Call, CallPlan, DecodePolicy
 from .transport import merge_headers, scrub
 
 __all__ = ["WsDecode", "websocket"]
@@ -85,10 +84,10 @@ def websocket(
     else:
         mode = check_choice("websocket", "decode", decode, ("json", "text"))
         decoder = json.loads if mode == "json" else None
-    policy, dl = check_decode_policy("websocket", on_decode_error, dead_letter)
+    shown = redact_url(url)
+    plan = CallPlan("websocket", "GET", shown, on_decode_error, dead_letter, name=name)
     timeout = check_seconds("websocket", "open_timeout", open_timeout)
     hdrs = merge_headers("websocket", headers)
-    shown = redact_url(url)
     secrets = tuple(v for k, v in hdrs.items() if is_sensitive(k))
     options: dict[str, Any] = {"proxy": proxy, "max_size": max_size, "open_timeout": timeout}
     if url.startswith("wss://"):
@@ -102,12 +101,7 @@ def websocket(
     options.update(connect_kwargs or {})
     if hdrs:
         options["additional_headers"] = hdrs
-
-    def open_run(run: RunState) -> AsyncIterator[Any]:
-        call = start_call(run, "websocket", name, "GET", shown, policy, dl)
-        return _ws_run(call, url, options, send, decoder, secrets)
-
-    return Stream.from_run(open_run)
+    return plan.stream(lambda call: _ws_run(call, url, options, send, decoder, secrets))
 
 
 def _encode(message: Any, index: int, url: str) -> str | bytes:
@@ -163,8 +157,7 @@ async def _ws_run(
 ) -> AsyncIterator[Any]:
     stats = call.stats
     index = 0
-    call.started(options.get("additional_headers") or {})
-    try:
+    async with call.running(options.get("additional_headers") or {}):
         try:
             ws = await connect(url, **options)
         except InvalidStatus as exc:
@@ -207,8 +200,7 @@ async def _ws_run(
             except ConnectionClosed as exc:
                 rcvd = exc.rcvd
                 if rcvd is not None and rcvd.code in _NORMAL_CLOSE:
-                    call.finished()
-                    return
+                    return  # a normal close: the run finished
                 code = rcvd.code if rcvd is not None else 1006
                 reason = rcvd.reason if rcvd is not None else "no close frame"
                 raise HttpError(
@@ -225,6 +217,3 @@ async def _ws_run(
                 if not sender.cancelled():
                     sender.exception()  # retrieved: no "never retrieved" warning
             await ws.close()
-    except BaseException as exc:
-        call.failed(exc)
-        raise

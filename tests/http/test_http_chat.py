@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import pickle
 
@@ -143,6 +144,40 @@ async def test_a_malformed_chunk_is_named_by_index(server: HttpDemoServer) -> No
         got = [e async for e in it]
         assert it.dead_letters["chat"].count == 1
     assert isinstance(got[-1], Finish)
+
+
+async def test_a_skipped_unreadable_completion_still_ends_the_call() -> None:
+    """Without streaming, a completion that is not JSON goes to the dead letter and the run
+    is recorded as ended (it used to stay "running": no code, the clock never stopped)."""
+    from aiohttp import web
+
+    async def completions(request: web.Request) -> web.Response:
+        return web.Response(text="{not json", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        once = chat(f"http://127.0.0.1:{port}/v1", "m", user("hi"), stream=False)
+        with pytest.raises(HttpDecodeError) as info:
+            await once.collect()
+        assert info.value.index == 0
+        skipping = chat(
+            f"http://127.0.0.1:{port}/v1", "m", user("hi"), stream=False, on_decode_error="skip"
+        )
+        async with skipping.open() as it:
+            assert [e async for e in it] == []
+            assert it.dead_letters["chat"].count == 1
+            snap = it.snapshots("call")["chat"]
+            assert snap == dataclasses.replace(it.snapshots("call")["chat"], taken_at=snap.taken_at)
+    finally:
+        await runner.cleanup()
+    assert (snap.code, snap.sent, snap.received, snap.decode_errors) == ("OK", 1, 1, 1)
+    assert snap.bytes_received == len("{not json")
 
 
 async def test_cancelling_stops_generation_on_the_server(server: HttpDemoServer) -> None:
