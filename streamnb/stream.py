@@ -162,6 +162,12 @@ class _Source:
                 f"function returning one; got {type(obj).__name__}"
             )
 
+    @property
+    def names_strays(self) -> bool:
+        """Whether the iterator :meth:`open` returns names a stray ``CancelledError`` itself
+        (a factory's is opened by :func:`_open_factory`, which does)."""
+        return self._kind in ("factory", "run_factory")
+
     def open(self, run: RunState) -> tuple[Any, bool]:
         """(iterator, is_sync) for one iteration."""
         kind, obj = self._kind, self._obj
@@ -348,9 +354,9 @@ class Stream(Generic[T]):
             if frags or is_sync:
                 cur, is_sync, frags = fuse(frags, cur, is_sync), False, []
             cur = op.stage(cur, link)
-        if frags or is_sync or not ops:
-            # a bare async source still goes through the fused loop, which names a stray
-            # CancelledError from it (one generator layer; every other source already has it)
+        if frags or is_sync or not (ops or source.names_strays):
+            # a bare async iterable still goes through the fused loop, which names a stray
+            # CancelledError from it (a factory's generator names its own)
             cur = fuse(frags, cur, is_sync)
         return cast(AsyncIterator[T], cur)
 
