@@ -14,10 +14,10 @@ Stream's business::
     async with DaskExecutor(client, scatter={"model": big_model}) as ex:
         scores = await (
             Stream(rows)
-            .map(score, executor=ex, concurrency=64)    # score(row, *, model) on the cluster
+            .map(score, executor=ex)    # score(row, *, model) on the cluster
             .collect(limit=None)
         )
-        print(ex.info())   # dask: 0 in flight (max 64), 400 done, 40 tasks (10.0 per task) ...
+        print(ex.info())   # dask: 0 in flight (max 40), 400 done, 40 tasks (10.0 per task) ...
 
 What it adds over ``client.get_executor()`` (which also works with ``map(executor=...)``):
 
@@ -34,12 +34,14 @@ What it adds over ``client.get_executor()`` (which also works with ``map(executo
   function gets one call per task. No call waits more than ``max_wait`` (default 0.25 s)
   for its task to fill, and a task is sent at once when the cluster would otherwise idle,
   so a slow source is not held back. ``batch_size=1`` restores one task per call.
-* **Give the stage enough calls to group.** The stage's ``concurrency`` bounds the calls
-  outstanding, so a task can only hold calls the stage has already handed over: use
-  ``concurrency`` of at least (calls per task) x 2 x (worker threads) - e.g. 48-64 for a
-  ~5 ms function on two workers - or read :attr:`DaskExecutor.preferred_concurrency` once
-  the first calls returned. With a smaller ``concurrency`` the executor splits what it has
-  over the workers (each keeps about two tasks) and the speed-up shrinks accordingly.
+* **The stage gives it enough calls to group.** The stage's ``concurrency`` bounds the
+  calls outstanding, so a task can only hold calls the stage has already handed over: it
+  takes (calls per task) x 2 x (worker threads) - e.g. 40 for a ~5 ms function on two
+  workers - which is :attr:`DaskExecutor.preferred_concurrency`. Leave ``concurrency`` out
+  and the stage follows that figure: ``2 x threads`` at first, then, as soon as the first
+  calls were timed, what fills the tasks (it is read again every few items). An explicit
+  ``concurrency`` wins; with a smaller one the executor splits what it has over the workers
+  (each keeps about two tasks) and the speed-up shrinks accordingly.
 * **Every call runs again when retried** (each task is new: ``pure=False``).
   ``client.get_executor()`` submits with Dask's default ``pure=True``: equal items share
   one task key, so ``on_error="retry"`` gets the cached failure back.
@@ -75,10 +77,12 @@ What it adds over ``client.get_executor()`` (which also works with ``map(executo
   flight on the cluster, the highest number seen, counts, the dashboard link, and the
   grouping: tasks sent, calls per task, seconds per task and per call, the current target).
   In a run, the stage that uses the executor reports it like any concurrent stage - through
-  the run, as a ``ConcurrencySnapshot`` naming the executor and carrying its
-  ``dashboard_link`` - so the notebook dashboard shows the cluster dashboard's link;
-  :meth:`DaskExecutor.snapshot` has the grouping figures. Nothing is kept in a process-wide
-  registry.
+  the run, as a ``ConcurrencySnapshot`` naming the executor, carrying its
+  ``dashboard_link`` and, in ``tasks``, a :class:`~streamnb.metrics.TaskSnapshot` of the
+  grouping counted from the stage's start (tasks sent and on the cluster, calls per task,
+  seconds per task, the per-task overhead estimate; from :meth:`DaskExecutor.task_snapshot`)
+  - so the notebook dashboard's row for the stage shows them beside the cluster dashboard's
+  link. Nothing is kept in a process-wide registry.
 * **Quiet logs.** ``streamnb.dask.open`` / ``streamnb.dask.close`` are info events of
   streamnb's logger (``streamnb._log``): a notebook that configured no logging sees only
   warnings and errors, not a line per executor in its cells.
@@ -129,6 +133,7 @@ from ._dask_worker import Outcome, run_calls
 from ._log import get_logger
 from ._validate import check_int, check_seconds
 from .errors import ArgumentTypeError, DaskStageError
+from .metrics import TaskSnapshot
 
 __all__ = ["DaskExecutor", "DaskStageError", "DaskStageInfo"]
 
@@ -239,13 +244,14 @@ class DaskStageInfo:
 class DaskExecutor(cf.Executor):
     """A ``concurrent.futures.Executor`` that runs calls as Dask tasks, grouping short ones.
 
-    Pass it to a stage: ``stream.map(fn, executor=DaskExecutor(client), concurrency=N)``.
+    Pass it to a stage: ``stream.map(fn, executor=DaskExecutor(client))``.
     Consecutive calls of the same function are packed into one task of about
     ``task_seconds`` of work (measured; see the module docs), each call with its own future
     and outcome, and no call waits more than ``max_wait`` seconds for its task to be sent.
     The stage's ``concurrency`` bounds the calls outstanding, so it bounds the calls a task
-    can hold: choose ``N`` >= (calls per task) x 2 x (worker threads), e.g. 64 for ~5 ms calls
-    on two workers (:attr:`preferred_concurrency` computes it from the measurements).
+    can hold: it needs (calls per task) x 2 x (worker threads), e.g. 40 for ~5 ms calls on
+    two workers - :attr:`preferred_concurrency`, which a stage without ``concurrency=``
+    follows; ``concurrency=N`` fixes it.
     ``ordered``, ``on_error``, ``dead_letter`` and ``retry`` work as for any stage.
 
     ``batch_size``: None (default) sizes tasks from measurement; an int is a fixed number of
@@ -265,7 +271,7 @@ class DaskExecutor(cf.Executor):
     Example::
 
         with DaskExecutor(client, scatter={"weights": w}) as ex:
-            out = await Stream(xs).map(predict, executor=ex, concurrency=64).collect()
+            out = await Stream(xs).map(predict, executor=ex).collect()
             print(ex.info().items_per_task)   # e.g. 10.0 for a ~5 ms predict()
     """
 
@@ -793,7 +799,9 @@ class DaskExecutor(cf.Executor):
     def preferred_concurrency(self) -> int:
         """The ``map(concurrency=...)`` that lets this executor fill its tasks: (calls per
         task) x 2 x (worker threads) from the latest measurements (``2 x threads`` until
-        something was measured). A stage may read it; a user may print it after a first run.
+        something was measured; the threads are the scheduler's count, looked up when the
+        executor is made and every ~2 s while calls wait). A ``map`` on this executor without
+        ``concurrency=`` follows it through its run; a user may print it after a first run.
         """
         with self._lock:
             size = self._size() or 1
@@ -835,6 +843,22 @@ class DaskExecutor(cf.Executor):
     def snapshot(self) -> DaskStageInfo:
         """The same as :meth:`info`: the name a dashboard's ``Observable`` reader calls."""
         return self.info()
+
+    def task_snapshot(self) -> TaskSnapshot:
+        """The grouping figures as a :class:`~streamnb.metrics.TaskSnapshot` (totals since
+        this executor was made; cheap: no call to the scheduler). A stage that runs on this
+        executor puts them, counted from the stage's start, in its ``ConcurrencySnapshot``
+        (``it.stages[name].tasks``), which is what the run and the dashboard show."""
+        with self._lock:
+            return TaskSnapshot(
+                sent=self._tasks,
+                in_flight=self._tasks_out,
+                done=self._tasks_done,
+                calls=self._task_items,
+                run_seconds=self._task_run,
+                overhead_seconds=min(self._overheads) if self._overheads else None,
+                batch_size=self._size(),
+            )
 
     def __repr__(self) -> str:
         return f"DaskExecutor({self.name!r}, in_flight={self.in_flight}, closed={self._closed})"

@@ -96,20 +96,75 @@ async def test_many_calls_per_task_results_in_input_order(client: Client) -> Non
     await _released(client, "quick", ex)
 
 
-async def test_the_run_names_the_executor_whose_figures_show_the_grouping(client: Client) -> None:
-    async with DaskExecutor(client, name="seen", batch_size=5) as ex:
-        s = Stream(range(40)).map(tasks.quick, executor=ex, concurrency=20)
+async def test_the_stages_snapshot_shows_how_its_calls_were_grouped(client: Client) -> None:
+    from streamnb.metrics import ConcurrencySnapshot
+    from streamnb.notebook._format import concurrent_lines
+
+    runs: list[ConcurrencySnapshot] = []
+    # groups of exactly 5: only a full group is sent (no early task, no latency cap)
+    async with DaskExecutor(client, name="seen", batch_size=5, fill_idle=False, max_wait=30) as ex:
+        for _ in range(2):  # a second run on the same executor counts only its own tasks
+            s = Stream(range(40)).map(tasks.quick, executor=ex, concurrency=20, name="sq")
+            async with s.open() as it:
+                assert [y async for y in it] == [x * x for x in range(40)]
+            snap = it.snapshots("concurrency")["sq"]  # read after the run ended
+            assert isinstance(snap, ConcurrencySnapshot)
+            assert it.stages["sq"].tasks == snap.tasks  # the same figures, both ways
+            runs.append(snap)
+        total = ex.task_snapshot()
+    sent = []
+    for snap in runs:
+        assert (snap.executor, snap.started, snap.completed) == ("seen", 40, 40)
+        t = snap.tasks
+        assert t is not None
+        assert (t.sent, t.done, t.calls, t.in_flight) == (8, 8, 40, 0)
+        assert t.items_per_task == 5.0 and t.batch_size == 5
+        # quick() sleeps 2 ms per call on the worker: a task ran at least that per call
+        assert t.run_seconds >= 40 * 0.002 and t.task_seconds == t.run_seconds / 8
+        # (a round trip's cost: milliseconds on a quiet machine, seconds on a loaded one)
+        assert t.overhead_seconds is not None and t.overhead_seconds > 0
+        assert f"{t.sent} tasks ({t.items_per_task:.1f} per task, " in concurrent_lines([snap])[0]
+        sent.append(t.sent)
+    assert total.calls == 80 and total.sent == sum(sent)  # the executor's own totals
+    assert ex.info().items_per_task == 80 / total.done
+
+
+async def test_without_concurrency_the_stage_takes_the_executors_preferred_concurrency(
+    client: Client,
+) -> None:
+    async with DaskExecutor(client, name="fixed", batch_size=5) as ex:
+        s = Stream(range(200)).map(tasks.quick, executor=ex, name="sq")
         async with s.open() as it:
-            out = [y async for y in it]
-            (stage,) = it.stages.values()
-        assert out == [x * x for x in range(40)]
-        # the run's stage snapshot counts items and names the executor ...
-        assert (stage.executor, stage.started, stage.completed) == ("seen", 40, 40)
-        # ... whose own snapshot shows how the items were grouped into tasks
-        figures = ex.snapshot()
-        assert figures.name == stage.executor and figures.completed == 40
-        assert figures.tasks <= 40 / 2 and figures.items_per_task is not None
-        assert figures.items_per_task >= 2 and figures.task_seconds is not None
+            assert [y async for y in it] == [x * x for x in range(200)]
+            snap = it.stages["sq"]
+        # 5 calls per task x 2 tasks per worker thread x 2 worker threads
+        assert ex.preferred_concurrency == 20
+        assert snap.concurrency == 20 and snap.max_in_flight == 20
+        assert snap.tasks is not None and snap.tasks.items_per_task is not None
+        assert snap.tasks.items_per_task > 2
+        # an explicit concurrency wins
+        s = Stream(range(40)).map(tasks.quick, executor=ex, concurrency=3, name="sq")
+        async with s.open() as it:
+            assert [y async for y in it] == [x * x for x in range(40)]
+            snap = it.stages["sq"]
+        assert snap.concurrency == 3 and snap.max_in_flight <= 3
+
+
+async def test_without_concurrency_the_stage_grows_once_the_executor_measured(
+    client: Client,
+) -> None:
+    async with DaskExecutor(client, name="adaptive") as ex:
+        s = Stream(range(400)).map(tasks.quick, executor=ex, name="sq")
+        async with s.open() as it:
+            # nothing measured yet: 2 calls per worker thread (the executor may not have
+            # heard of the second worker yet)
+            assert it.stages["sq"].concurrency in (2, 4)
+            assert [y async for y in it] == [x * x for x in range(400)]
+            snap = it.stages["sq"]
+    # ~2 ms calls: many per task, and the stage gave the executor enough of them
+    assert snap.tasks is not None and snap.tasks.items_per_task is not None
+    assert snap.tasks.items_per_task >= 4, snap
+    assert snap.concurrency >= 4 * 2 * 2 and snap.max_in_flight > 4 * 2 * 2, snap
 
 
 async def test_unordered_with_groups_has_every_result(client: Client) -> None:
