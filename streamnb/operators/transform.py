@@ -138,9 +138,18 @@ class Map(Operator):
             # awaited call, so its state is this process's and nothing extra is shipped
             executor, plain, breaker = self.executor, self.fn, self.breaker
             loop = asyncio.get_running_loop()
+            # an executor that resolves futures of this loop itself (a DaskExecutor: one
+            # hop per task instead of a concurrent.futures.Future and a hop per call)
+            submit_async = getattr(executor, "submit_async", None)
+            if submit_async is not None:
 
-            def offload(x: Any) -> Awaitable[Any]:
-                return loop.run_in_executor(executor, plain, x)
+                def offload(x: Any) -> Awaitable[Any]:
+                    return submit_async(plain, x)  # type: ignore[no-any-return]
+
+            else:
+
+                def offload(x: Any) -> Awaitable[Any]:
+                    return loop.run_in_executor(executor, plain, x)
 
             afn = offload
             if breaker is not None:

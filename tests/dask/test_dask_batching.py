@@ -336,3 +336,67 @@ def test_grouping_arguments_are_checked(client: Client) -> None:
         DaskExecutor(client, task_seconds=0)
     with pytest.raises(ArgumentTypeError, match=r"fill_idle='no'"):
         DaskExecutor(client, fill_idle="no")  # type: ignore[arg-type]
+
+
+async def test_submit_async_resolves_futures_of_the_running_loop(client: Client) -> None:
+    async with DaskExecutor(client, name="aio", batch_size=3, max_wait=30, fill_idle=False) as ex:
+        futures = [ex.submit_async(tasks.fail_on_three, i) for i in range(6)]
+        assert all(isinstance(f, asyncio.Future) for f in futures)
+        done = await asyncio.gather(*futures, return_exceptions=True)
+        info = ex.info()
+    assert done[:3] == [0, 1, 2] and done[4:] == [4, 5]
+    assert isinstance(done[3], ValueError) and "item 3 is bad" in str(done[3])
+    frames = traceback.extract_tb(done[3].__traceback__)
+    assert frames[-1].name == "fail_on_three"  # the worker's frame came along
+    assert (info.tasks, info.completed, info.failed) == (2, 5, 1)
+
+
+async def test_cancelling_an_async_call_before_its_task_is_sent_removes_it(
+    client: Client, tmp_path: Path
+) -> None:
+    fn = functools.partial(tasks.record, marker_dir=str(tmp_path))
+    async with DaskExecutor(
+        client, name="aio-pending", batch_size=3, max_wait=30, fill_idle=False
+    ) as ex:
+        first = [ex.submit_async(fn, i) for i in range(2)]
+        first[1].cancel()
+        await asyncio.sleep(0)  # the cancellation reaches the executor on the loop
+        assert ex.in_flight == 1 and ex.info().cancelled == 1
+        more = [ex.submit_async(fn, i) for i in (10, 11)]  # 0, 10, 11: full, sent
+        assert await asyncio.gather(first[0], *more) == [0, 10, 11]
+    assert sorted(_calls(tmp_path)) == [0, 10, 11]  # item 1 never reached a worker
+    await _released(client, "record", ex)
+
+
+async def test_shutdown_on_the_loop_cancels_async_calls_without_waiting_for_it(
+    client: Client,
+) -> None:
+    ex = DaskExecutor(client, name="aio-shutdown", batch_size=2)
+    futures = [ex.submit_async(tasks.nap, i) for i in range(4)]
+    for _ in range(400):
+        if ex.info().tasks_in_flight == 2:
+            break
+        await asyncio.sleep(0.01)
+    # blocks this loop until the cluster let go: the asyncio futures' callbacks cannot run
+    # meanwhile, so the executor settles them itself
+    ex.shutdown(wait=True, cancel_futures=True)
+    info = ex.info()
+    assert (info.in_flight, info.tasks_in_flight, info.cancelled) == (0, 0, 4)
+    await asyncio.sleep(0)
+    assert all(f.cancelled() for f in futures)
+    await _released(client, "nap", ex)
+
+
+async def test_a_stop_iteration_from_the_function_fails_its_item_instead_of_hanging(
+    client: Client,
+) -> None:
+    dl: DeadLetter[int] = DeadLetter()
+    async with DaskExecutor(client, batch_size=4, max_wait=30, fill_idle=False) as ex:
+        s = Stream(range(4)).map(
+            tasks.stop_on_two, executor=ex, concurrency=4, on_error="skip", dead_letter=dl
+        )
+        async with asyncio.timeout(60):
+            assert await s.collect() == [0, 1, 3]
+    (entry,) = dl.entries
+    assert entry.index == 2 and isinstance(entry.error, RuntimeError)
+    assert "StopIteration" in str(entry.error) and isinstance(entry.error.__cause__, StopIteration)
