@@ -31,9 +31,13 @@ What it adds over ``client.get_executor()`` (which also works with ``map(executo
   one call's future before its task is sent removes it from the task. The size comes from
   measurement: after the first calls return, a task gets enough calls for ``task_seconds``
   of work (default 50 ms, more when the measured per-task overhead is high), a slow
-  function gets one call per task. No call waits more than ``max_wait`` (default 0.25 s)
-  for its task to fill, and a task is sent at once when the cluster would otherwise idle,
-  so a slow source is not held back. ``batch_size=1`` restores one task per call.
+  function gets one call per task. A call's work is its time on the worker less the time
+  the worker waited for a CPU core (Linux tells; elsewhere the whole time counts): on cores
+  busy with other work a task keeps its calls - and lasts longer - rather than shrinking
+  to a size whose fixed cost, CPU as well, those busy cores then pay more often. No call
+  waits more than ``max_wait`` (default 0.25 s) for its task to fill, and a task is sent
+  at once when the cluster would otherwise idle, so a slow source is not held back.
+  ``batch_size=1`` restores one task per call.
 * **The stage gives it enough calls to group.** The stage's ``concurrency`` bounds the
   calls outstanding, so a task can only hold calls the stage has already handed over: it
   takes (calls per task) x 2 x (worker threads) - e.g. 40 for a ~5 ms function on two
@@ -219,7 +223,8 @@ class DaskStageInfo:
 
     The grouping of calls into tasks: ``tasks`` sent so far (``tasks_in_flight`` now),
     ``items_per_task`` (mean of the finished ones), ``task_seconds`` (mean time a task ran
-    on its worker), ``item_seconds`` (recent time of one call), ``overhead_seconds`` (the
+    on its worker), ``item_seconds`` (recent time of one call, less what its worker waited for a CPU
+    core), ``overhead_seconds`` (the
     least round trip beyond the worker's run time seen lately), and ``batch_size``, the
     calls per task the executor aims at now (None until the first calls returned).
     """
@@ -270,14 +275,14 @@ class DaskExecutor(cf.Executor):
 
     ``batch_size``: None (default) sizes tasks from measurement; an int is a fixed number of
     calls per task (``1``: one task per call, no waiting). ``task_seconds``: the work a task
-    aims at (default 0.05). ``max_wait``: the most a call waits for its task to fill
-    (default 0.25 s). ``fill_idle`` (default True): send a task before it is full when the
-    stage pauses and the cluster holds fewer than two tasks per worker thread - lower
-    latency and busy workers with a small ``concurrency``; False: only full tasks and
-    ``max_wait`` send. ``scatter``: keyword arguments sent to every worker once, now, and
-    passed to every call (``fn(item, **scatter)``); values that are already Dask futures are
-    passed as they are (and not released by this executor). ``name`` labels :meth:`info`
-    and log lines.
+    aims at (default 0.05; its calls' own time, not the worker's wait for a busy core).
+    ``max_wait``: the most a call waits for its task to fill (default 0.25 s).
+    ``fill_idle`` (default True): send a task before it is full when the stage pauses and
+    the cluster holds fewer than two tasks per worker thread - lower latency and busy
+    workers with a small ``concurrency``; False: only full tasks and ``max_wait`` send.
+    ``scatter``: keyword arguments sent to every worker once, now, and passed to every
+    call (``fn(item, **scatter)``); values that are already Dask futures are passed as they
+    are (and not released by this executor). ``name`` labels :meth:`info` and log lines.
 
     Close it when done (``with``/``async with``, :meth:`shutdown` or :meth:`aclose`): that
     cancels what is still in flight and releases the scattered data.
@@ -596,7 +601,7 @@ class DaskExecutor(cf.Executor):
         the release first and never holds more of the stage's tasks than its calls.
         """
         if group.live == 0:  # every call was cancelled before the task was sent
-            self._group_done(group, None, 0.0)
+            self._group_done(group, None, 0.0, 0.0)
             return
         try:
             calls = [(c.args, c.kwargs) for c in group.calls]
@@ -604,7 +609,7 @@ class DaskExecutor(cf.Executor):
                 run_calls, group.calls[0].fn, calls, self._scattered, key=group.key, pure=False
             )
         except BaseException as exc:  # an item that does not pickle, a closed client...
-            self._group_done(group, None, 0.0)
+            self._group_done(group, None, 0.0, 0.0)
             if len(group.calls) > 1 and isinstance(exc, Exception) and not self._closing():
                 self._run_alone(group)  # so that only the culprit fails
             else:
@@ -612,9 +617,10 @@ class DaskExecutor(cf.Executor):
             return
         t0 = time.perf_counter()
         outcomes: list[Outcome] | None = None
+        waited = 0.0
         error: BaseException | None = None
         try:
-            outcomes = await self._c.gather(group.dfut, asynchronous=True)
+            outcomes, waited = await self._c.gather(group.dfut, asynchronous=True)
         except asyncio.CancelledError:  # the client's loop is closing under us
             error = DaskStageError(
                 f"DaskExecutor({self.name!r}): the Dask client stopped waiting for task "
@@ -626,7 +632,7 @@ class DaskExecutor(cf.Executor):
         finally:
             group.dfut.release()  # now, whoever else refers to it
             group.dfut = None
-            self._group_done(group, outcomes, time.perf_counter() - t0)
+            self._group_done(group, outcomes, time.perf_counter() - t0, waited)
             if outcomes is not None:
                 self._hand_over(group, outcomes)
             elif error is not None and group.live:
@@ -635,8 +641,15 @@ class DaskExecutor(cf.Executor):
                 else:
                     self._fail_all(group, _remote_only(error))
 
-    def _group_done(self, group: _Group, outcomes: list[Outcome] | None, wall: float) -> None:
-        """A group's task is over: count it, learn from its timings, send what is now due."""
+    def _group_done(
+        self, group: _Group, outcomes: list[Outcome] | None, wall: float, waited: float
+    ) -> None:
+        """A group's task is over: count it, learn from its timings, send what is now due.
+
+        A call's time is what it took on the worker less the worker's wait for a CPU core
+        (``waited``, spread over the task's calls): on cores busy with other work a task
+        would otherwise get fewer calls exactly when its fixed cost - CPU too - hurts most.
+        """
         now = time.monotonic()
         with self._lock:
             self._tasks_out -= 1
@@ -646,7 +659,7 @@ class DaskExecutor(cf.Executor):
                 self._tasks_done += 1
                 self._task_items += len(outcomes)
                 self._task_run += run
-                per_item = run / len(outcomes)
+                per_item = max(run - waited, 0.0) / len(outcomes)
                 self._item_s = (
                     per_item if self._item_s is None else 0.7 * self._item_s + 0.3 * per_item
                 )
