@@ -207,8 +207,9 @@ class ConcurrencySnapshot:
     """One concurrent stage (``map(concurrency=N)``, ``executor=``) at ``taken_at``.
 
     ``in_flight`` calls are running now, ``max_in_flight`` is the most there have been, never
-    above ``concurrency`` (the stage's concurrency now: a stage that follows its executor's
-    ``preferred_concurrency`` may change it as it runs). ``executor`` names the executor
+    above ``concurrency`` - unless the stage follows its executor's ``preferred_concurrency``
+    (``map`` on a Dask executor without ``concurrency=``): then ``concurrency`` is the figure
+    now, which may have been higher earlier in the run. ``executor`` names the executor
     (None for async functions on the loop); ``dashboard_link`` is a cluster dashboard's URL
     when the executor has one (Dask). ``tasks`` is how the executor grouped the stage's
     calls into tasks (a :class:`TaskSnapshot`, for an executor that groups them - Dask;
