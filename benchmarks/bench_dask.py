@@ -8,7 +8,8 @@ The headline runs the user's one-item-per-call pipeline; only the stage's execut
     Stream(items).map(work, executor=DaskExecutor(client), concurrency=CONCURRENCY)
 
 The DaskExecutor groups the calls into tasks of ~50 ms of work (sized from what it
-measures). Beside it, two reference runs: the same pipeline with one task per call
+measures). Beside it, three reference runs: the same pipeline without ``concurrency=``
+(the stage follows the executor's ``preferred_concurrency``), with one task per call
 (``DaskExecutor(client, batch_size=1)``), and batches made by hand
 (``.batch(BATCH).map(work_many, executor=ex)``, the recipe before adaptive grouping).
 
@@ -28,8 +29,10 @@ the shared machine hits all alike; the figures are ratios of median times. The c
 start (a few seconds) is not timed: it is paid once per session, not per stage. The load
 average is printed with the result: on a machine shared with other work the ratios drop.
 
-Last line: ``{"speedup_vs_thread": s, "hand_batched_speedup": h, "one_task_per_call_speedup":
-o, "items_per_task": k, "max_in_flight": m, "load_avg": l}``.
+Last line: ``{"speedup_vs_thread": s, "default_concurrency_speedup": a, "hand_batched_speedup":
+h, "one_task_per_call_speedup": o, "items_per_task": k, "max_in_flight": m,
+"default_concurrency": c, "load_avg": l}`` (``c``: the concurrency the stage without
+``concurrency=`` ended at in its last run, read from the run's ``ConcurrencySnapshot``).
 
     python benchmarks/bench_dask.py
 """
@@ -52,7 +55,7 @@ from distributed import Client, LocalCluster
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from streamnb import Stream
+from streamnb import ConcurrencySnapshot, Stream
 from streamnb.dask import DaskExecutor
 
 ITEMS = 400
@@ -109,6 +112,18 @@ async def run_dask(n: int, ex: DaskExecutor, concurrency: int = CONCURRENCY) -> 
     return dt
 
 
+async def run_dask_default(n: int, ex: DaskExecutor, seen: list[ConcurrencySnapshot]) -> float:
+    """No ``concurrency=``: the stage follows ``ex.preferred_concurrency``; its final
+    snapshot (concurrency, grouping) is appended to ``seen``."""
+    t0 = time.perf_counter()
+    async with Stream([n] * ITEMS).map(spin, executor=ex, name="auto").open() as it:
+        out = [y async for y in it]
+    dt = time.perf_counter() - t0
+    assert len(out) == ITEMS
+    seen.append(it.stages["auto"])
+    return dt
+
+
 async def run_dask_batched(n: int, ex: DaskExecutor) -> float:
     t0 = time.perf_counter()
     s = Stream([n] * ITEMS).batch(BATCH).map(spin_many, executor=ex, concurrency=4)
@@ -153,38 +168,48 @@ async def main(client: Client) -> dict[str, float | int]:
     load0 = os.getloadavg()[0]
     print(f"work: spin({n}) ~ {per_item * 1000:.2f} ms CPU per item, {ITEMS} items")
     print(f"serial estimate: {per_item * ITEMS:.2f} s; load average {load0:.1f} on {cores} cores")
-    threads, adaptive, batched, single = _Costs(), _Costs(), _Costs(), _Costs()
+    threads, adaptive, default, batched, single = _Costs(), _Costs(), _Costs(), _Costs(), _Costs()
+    seen: list[ConcurrencySnapshot] = []
     with ThreadPoolExecutor(2) as pool:
         async with (
             DaskExecutor(client, name="adaptive") as ex,
+            DaskExecutor(client, name="default") as exa,
             DaskExecutor(client, name="by-hand") as exb,
             DaskExecutor(client, name="one-per-call", batch_size=1) as ex1,
         ):
             await run_dask(n, ex)  # warm-up: workers import and unpickle the function
+            await run_dask_default(n, exa, seen)  # (its first run also grows from 2 x threads)
+            print(f"default concurrency, first run: {seen[-1]}")
             await run_dask_batched(n, exb)
             await run_dask(n, ex1, ONE_PER_CALL_CONCURRENCY)
             await run_threads(n, pool)
             for r in range(REPEATS):
                 t = await threads.run(client, run_threads(n, pool))
                 d = await adaptive.run(client, run_dask(n, ex))
+                a = await default.run(client, run_dask_default(n, exa, seen))
                 b = await batched.run(client, run_dask_batched(n, exb))
                 o = await single.run(client, run_dask(n, ex1, ONE_PER_CALL_CONCURRENCY))
                 print(
                     f"repeat {r + 1}: threads {t:.3f} s | dask adaptive {d:.3f} s "
-                    f"(ratio {t / d:.2f}) | batch({BATCH}) by hand {b:.3f} s ({t / b:.2f}) | "
-                    f"one task per call {o:.3f} s ({t / o:.2f}) | load {os.getloadavg()[0]:.1f}"
+                    f"(ratio {t / d:.2f}) | default concurrency {a:.3f} s ({t / a:.2f}, "
+                    f"at {seen[-1].concurrency}) | batch({BATCH}) by hand {b:.3f} s "
+                    f"({t / b:.2f}) | one task per call {o:.3f} s ({t / o:.2f}) | "
+                    f"load {os.getloadavg()[0]:.1f}"
                 )
             info = ex.info()
             print(info)
+            print(exa.info())
             print(exb.info())
             print(ex1.info())
             print(f"preferred concurrency of the adaptive executor: {ex.preferred_concurrency}")
-    t_med, d_med, b_med, o_med = (
-        statistics.median(c.wall) for c in (threads, adaptive, batched, single)
+            print(f"the default-concurrency stage's last snapshot: {seen[-1]}")
+    t_med, d_med, a_med, b_med, o_med = (
+        statistics.median(c.wall) for c in (threads, adaptive, default, batched, single)
     )
     print(
         f"median: threads {t_med:.3f} s ({ITEMS / t_med:.0f} items/s), "
         f"dask adaptive {d_med:.3f} s ({ITEMS / d_med:.0f} items/s), "
+        f"default concurrency {a_med:.3f} s ({ITEMS / a_med:.0f} items/s), "
         f"batch({BATCH}) by hand {b_med:.3f} s ({ITEMS / b_med:.0f} items/s), "
         f"one task per call {o_med:.3f} s ({ITEMS / o_med:.0f} items/s)"
     )
@@ -223,10 +248,12 @@ async def main(client: Client) -> dict[str, float | int]:
         print(f"note: load average {load:.1f} on {cores} cores during the run: noisy, low")
     return {
         "speedup_vs_thread": round(t_med / d_med, 2),
+        "default_concurrency_speedup": round(t_med / a_med, 2),
         "hand_batched_speedup": round(t_med / b_med, 2),
         "one_task_per_call_speedup": round(t_med / o_med, 2),
         "items_per_task": round(info.items_per_task or 0.0, 1),
         "max_in_flight": info.max_in_flight,
+        "default_concurrency": seen[-1].concurrency,
         "load_avg": round((load0 + load) / 2, 1),
     }
 

@@ -11,7 +11,14 @@ concurrency bounds an executor or a cluster.
 A :class:`WorkerPool` is also the stage's observable: ``snapshot()`` returns a frozen
 :class:`~streamnb.metrics.ConcurrencySnapshot` (in flight now and at most, items started,
 completed - first try or after retries - and failed - skipped or raised -, the executor's
-name and - when it has one - its ``dashboard_link``).
+name and - when it has one - its ``dashboard_link``, and the tasks of an executor that groups
+calls into tasks, a :class:`~streamnb.metrics.TaskSnapshot` counted from the stage's start).
+
+``follow`` makes N track a value that changes as the run goes - a Dask executor's
+``preferred_concurrency``, which grows once it has measured the function: it is read again
+every ``N // 4`` items pulled (an integer comparison per item otherwise); new workers start
+when it rose, and workers retire, at the end of their current item, when it fell below half
+of N (so that a small wobble of the measurement does not start and stop workers).
 
 Example::
 
@@ -24,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -31,8 +39,9 @@ from typing import Any
 
 from ._cancel import cancel_and_wait, is_stray, stray_error
 from ._iter import aclose
+from ._validate import check_int
 from ._wake import wake, wake_first
-from .metrics import ConcurrencySnapshot
+from .metrics import ConcurrencySnapshot, TaskReporter
 from .recovery import SKIP, ItemPolicy
 
 __all__ = ["WorkerPool"]
@@ -51,13 +60,21 @@ class WorkerPool:
         ordered: bool,
         policy: ItemPolicy,
         executor: Any = None,
+        follow: Callable[[], int] | None = None,
     ) -> None:
         self.name = name
         self.fn = fn
-        self.n = n
+        self.follow = follow
+        self.n = self._followed() if follow is not None else n
         self.ordered = ordered
         self.policy = policy
         self.executor = executor
+        # an executor that groups calls into tasks: its figures, counted from now
+        self.reporter = executor if isinstance(executor, TaskReporter) else None
+        self.tasks_at_start = self.reporter.task_snapshot() if self.reporter else None
+        # next_in at which ``follow`` is read again (never, without one)
+        self.recheck_at = 0 if follow is not None else sys.maxsize
+        self.workers: list[asyncio.Task[None]] = []
         self.src: AsyncIterator[Any] | None = None
         # Only one worker may pull from the upstream generator at a time. Not asyncio.Lock:
         # its fairness (a newcomer queues behind a woken waiter) turns a single moment of
@@ -80,7 +97,7 @@ class WorkerPool:
         self.failed = 0
         self.getter: asyncio.Future[None] | None = None
         self.room: asyncio.Future[None] | None = None
-        self.limit = 2 * n
+        self.limit = 2 * self.n
 
     # -- observable -------------------------------------------------------------------------
     def snapshot(self) -> ConcurrencySnapshot:
@@ -91,6 +108,9 @@ class WorkerPool:
         if ex is not None:
             executor = getattr(ex, "name", None) or type(ex).__name__
             link = getattr(ex, "dashboard_link", None)
+        tasks = None
+        if self.reporter is not None and self.tasks_at_start is not None:
+            tasks = self.reporter.task_snapshot().since(self.tasks_at_start)
         return ConcurrencySnapshot(
             name=self.name,
             concurrency=self.n,
@@ -102,7 +122,31 @@ class WorkerPool:
             executor=str(executor) if executor is not None else None,
             dashboard_link=str(link) if link is not None else None,
             taken_at=time.monotonic(),
+            tasks=tasks,
         )
+
+    # -- following a changing concurrency ---------------------------------------------------
+    def _followed(self) -> int:
+        assert self.follow is not None
+        return check_int(self.name, "executor.preferred_concurrency", self.follow(), minimum=1)
+
+    def _adapt(self, src: AsyncIterator[Any]) -> None:
+        """Read ``follow`` again: start workers when it rose, let some retire when it fell
+        below half of N (module docstring)."""
+        try:
+            target = self._followed()
+        except Exception as exc:  # the stage ends with it, after the items pulled so far
+            self._fail_upstream(exc)
+            return
+        if target > self.n and not self.exhausted and self.error is None:
+            loop = asyncio.get_running_loop()
+            self.active += target - self.n
+            self.workers = [w for w in self.workers if not w.done()]  # the retired ones
+            self.workers += [loop.create_task(self._worker(src)) for _ in range(target - self.n)]
+            self.n, self.limit = target, 2 * target
+        elif target < self.n // 2:
+            self.n, self.limit = target, 2 * target  # the extra workers retire (_worker)
+        self.recheck_at = self.next_in + max(1, self.n // 4)
 
     # -- workers ----------------------------------------------------------------------------
     def _wake_getter(self) -> None:
@@ -116,6 +160,8 @@ class WorkerPool:
     async def _worker(self, src: AsyncIterator[Any]) -> None:
         try:
             while self.error is None:
+                if self.active > self.n:
+                    return  # retired: the stage's concurrency fell (``follow``)
                 while self.next_in - self.next_out >= self.limit:
                     if self.room is None:
                         self.room = asyncio.get_running_loop().create_future()
@@ -148,6 +194,8 @@ class WorkerPool:
                     wake_first(self.pull_waiters)
                 idx = self.next_in
                 self.next_in += 1
+                if idx >= self.recheck_at:
+                    self._adapt(src)
                 self.in_flight += 1
                 if self.in_flight > self.max_in_flight:
                     self.max_in_flight = self.in_flight
@@ -205,7 +253,7 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         ordered = self.ordered
         self.active = self.n
-        tasks = [loop.create_task(self._worker(src)) for _ in range(self.n)]
+        self.workers = [loop.create_task(self._worker(src)) for _ in range(self.n)]
         results = self.results
         fifo = self.fifo
         try:
@@ -245,7 +293,7 @@ class WorkerPool:
                 await fut
         finally:
             try:
-                await cancel_and_wait(tasks)
+                await cancel_and_wait(self.workers)
             finally:
                 await aclose(src)
 

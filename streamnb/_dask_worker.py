@@ -4,7 +4,11 @@ A Dask task costs milliseconds of coordination CPU (client, scheduler, worker), 
 executor packs several ``submit(fn, x)`` calls into one task. This module is that task's
 body: it runs each call in turn and captures its own outcome - the value, or the exception
 with the worker's traceback - plus the seconds it took, so that one failing call never fails
-the others and the executor can size the next groups from the measured time.
+the others and the executor can size the next groups from the measured time. With the
+outcomes it returns the seconds the worker's thread spent waiting for a CPU core during the
+task (Linux's ``/proc/thread-self/schedstat``; 0.0 where there is none): on a machine whose
+cores are busy with other work each call looks slower than it is, and the executor sizes
+tasks from the calls' own time, not from the contention.
 
 It imports only the standard library and ``tblib`` (a dependency of ``distributed``, so
 present on every worker). Dask sends it by reference, so the workers import it: streamnb must
@@ -14,11 +18,13 @@ importing ``streamnb`` loads no optional dependency).
 Example (what a worker does with a group of three calls)::
 
     run_calls(int, [(("1",), {}), (("x",), {}), (("3",), {})], {})
-    # [(True, 1, 2e-06), (False, (ValueError(...), {...traceback...}), 9e-06), (True, 3, 1e-06)]
+    # ([(True, 1, 2e-06), (False, (ValueError(...), {...traceback...}), 9e-06),
+    #   (True, 3, 1e-06)], 0.0)
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,16 +37,22 @@ __all__ = ["Outcome", "run_calls"]
 #: ``(ok, value, seconds)``: ``value`` is the result, or ``(exception, traceback dict)``.
 Outcome = tuple[bool, Any, float]
 
+_SCHEDSTAT = "/proc/thread-self/schedstat"
+#: Whether this system tells a thread how long it waited for a CPU (Linux).
+_HAS_SCHEDSTAT = os.path.exists(_SCHEDSTAT)
+
 
 def run_calls(
     fn: Callable[..., Any],
     calls: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]],
     shared: Mapping[str, Any],
-) -> list[Outcome]:
+) -> tuple[list[Outcome], float]:
     """``fn(*args, **kwargs, **shared)`` for every ``(args, kwargs)`` of ``calls``, each
-    outcome captured on its own (see the module docs)."""
+    outcome captured on its own, and the seconds spent waiting for a CPU meanwhile (see the
+    module docs)."""
     out: list[Outcome] = []
     clock = time.perf_counter
+    waited = _cpu_wait()
     for args, kwargs in calls:
         t0 = clock()
         try:
@@ -49,7 +61,19 @@ def run_calls(
             out.append((False, _portable(fn, exc), clock() - t0))
         else:
             out.append((True, value, clock() - t0))
-    return out
+    return out, _cpu_wait() - waited
+
+
+def _cpu_wait() -> float:
+    """Seconds this thread has been runnable but waiting for a CPU so far (0.0 when the
+    system does not say)."""
+    if not _HAS_SCHEDSTAT:
+        return 0.0
+    try:
+        with open(_SCHEDSTAT, "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _portable(fn: Callable[..., Any], exc: BaseException) -> tuple[BaseException, Any]:

@@ -14,10 +14,10 @@ Stream's business::
     async with DaskExecutor(client, scatter={"model": big_model}) as ex:
         scores = await (
             Stream(rows)
-            .map(score, executor=ex, concurrency=64)    # score(row, *, model) on the cluster
+            .map(score, executor=ex)    # score(row, *, model) on the cluster
             .collect(limit=None)
         )
-        print(ex.info())   # dask: 0 in flight (max 64), 400 done, 40 tasks (10.0 per task) ...
+        print(ex.info())   # dask: 0 in flight (max 40), 400 done, 40 tasks (10.0 per task) ...
 
 What it adds over ``client.get_executor()`` (which also works with ``map(executor=...)``):
 
@@ -31,15 +31,28 @@ What it adds over ``client.get_executor()`` (which also works with ``map(executo
   one call's future before its task is sent removes it from the task. The size comes from
   measurement: after the first calls return, a task gets enough calls for ``task_seconds``
   of work (default 50 ms, more when the measured per-task overhead is high), a slow
-  function gets one call per task. No call waits more than ``max_wait`` (default 0.25 s)
-  for its task to fill, and a task is sent at once when the cluster would otherwise idle,
-  so a slow source is not held back. ``batch_size=1`` restores one task per call.
-* **Give the stage enough calls to group.** The stage's ``concurrency`` bounds the calls
-  outstanding, so a task can only hold calls the stage has already handed over: use
-  ``concurrency`` of at least (calls per task) x 2 x (worker threads) - e.g. 48-64 for a
-  ~5 ms function on two workers - or read :attr:`DaskExecutor.preferred_concurrency` once
-  the first calls returned. With a smaller ``concurrency`` the executor splits what it has
-  over the workers (each keeps about two tasks) and the speed-up shrinks accordingly.
+  function gets one call per task. A call's work is its time on the worker less the time
+  the worker waited for a CPU core (Linux tells; elsewhere the whole time counts): on cores
+  busy with other work a task keeps its calls - and lasts longer - rather than shrinking
+  to a size whose fixed cost, CPU as well, those busy cores then pay more often. No call
+  waits more than ``max_wait`` (default 0.25 s) for its task to fill, and a task is sent
+  at once when the cluster would otherwise idle, so a slow source is not held back.
+  ``batch_size=1`` restores one task per call.
+* **The stage gives it enough calls to group.** The stage's ``concurrency`` bounds the
+  calls outstanding, so a task can only hold calls the stage has already handed over: it
+  takes (calls per task) x 2 x (worker threads) - e.g. 40 for a ~5 ms function on two
+  workers - which is :attr:`DaskExecutor.preferred_concurrency`. Leave ``concurrency`` out
+  and the stage follows that figure: ``2 x threads`` at first, then, as soon as the first
+  calls were timed, what fills the tasks (it is read again every few items). An explicit
+  ``concurrency`` wins; with a smaller one the executor splits what it has over the workers
+  (each keeps about two tasks) and the speed-up shrinks accordingly.
+* **One hop per task back to the event loop.** A ``map`` stage submits through
+  :meth:`DaskExecutor.submit_async`, whose futures belong to the stage's loop: the outcomes
+  of a task reach it in one ``call_soon_threadsafe``, where ``loop.run_in_executor`` would
+  add a ``concurrent.futures.Future`` and a wake-up of the loop per call (measured: the
+  loop's CPU per call fell from ~0.08-0.12 ms to ~0.03-0.05 ms in ``bench_dask``'s stage).
+  A function that raises ``StopIteration`` fails its call with a ``RuntimeError`` (an
+  asyncio future cannot carry a ``StopIteration``).
 * **Every call runs again when retried** (each task is new: ``pure=False``).
   ``client.get_executor()`` submits with Dask's default ``pure=True``: equal items share
   one task key, so ``on_error="retry"`` gets the cached failure back.
@@ -75,10 +88,12 @@ What it adds over ``client.get_executor()`` (which also works with ``map(executo
   flight on the cluster, the highest number seen, counts, the dashboard link, and the
   grouping: tasks sent, calls per task, seconds per task and per call, the current target).
   In a run, the stage that uses the executor reports it like any concurrent stage - through
-  the run, as a ``ConcurrencySnapshot`` naming the executor and carrying its
-  ``dashboard_link`` - so the notebook dashboard shows the cluster dashboard's link;
-  :meth:`DaskExecutor.snapshot` has the grouping figures. Nothing is kept in a process-wide
-  registry.
+  the run, as a ``ConcurrencySnapshot`` naming the executor, carrying its
+  ``dashboard_link`` and, in ``tasks``, a :class:`~streamnb.metrics.TaskSnapshot` of the
+  grouping counted from the stage's start (tasks sent and on the cluster, calls per task,
+  seconds per task, the per-task overhead estimate; from :meth:`DaskExecutor.task_snapshot`)
+  - so the notebook dashboard's row for the stage shows them beside the cluster dashboard's
+  link. Nothing is kept in a process-wide registry.
 * **Quiet logs.** ``streamnb.dask.open`` / ``streamnb.dask.close`` are info events of
   streamnb's logger (``streamnb._log``): a notebook that configured no logging sees only
   warnings and errors, not a line per executor in its cells.
@@ -129,6 +144,7 @@ from ._dask_worker import Outcome, run_calls
 from ._log import get_logger
 from ._validate import check_int, check_seconds
 from .errors import ArgumentTypeError, DaskStageError
+from .metrics import TaskSnapshot
 
 __all__ = ["DaskExecutor", "DaskStageError", "DaskStageInfo"]
 
@@ -158,17 +174,24 @@ _THREADS_REFRESH = 2.0
 
 class _Call:
     """One ``submit``: the function and its arguments, the local future handed out for it
-    and, once it is put in a task, that task."""
+    (a ``concurrent.futures`` one, or - from :meth:`DaskExecutor.submit_async` - an asyncio
+    one of ``loop``) and, once it is put in a task, that task."""
 
-    __slots__ = ("args", "arrived", "fn", "group", "kwargs", "out")
+    __slots__ = ("args", "arrived", "fn", "group", "kwargs", "loop", "out")
 
     def __init__(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any, out: cf.Future[Any]
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Any,
+        out: cf.Future[Any] | asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop | None,
     ) -> None:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
         self.out = out
+        self.loop = loop  # None: ``out`` is a concurrent.futures.Future
         self.group: _Group | None = None
         self.arrived = 0.0  # time.monotonic() of the submit
 
@@ -200,7 +223,8 @@ class DaskStageInfo:
 
     The grouping of calls into tasks: ``tasks`` sent so far (``tasks_in_flight`` now),
     ``items_per_task`` (mean of the finished ones), ``task_seconds`` (mean time a task ran
-    on its worker), ``item_seconds`` (recent time of one call), ``overhead_seconds`` (the
+    on its worker), ``item_seconds`` (recent time of one call, less what its worker waited for a CPU
+    core), ``overhead_seconds`` (the
     least round trip beyond the worker's run time seen lately), and ``batch_size``, the
     calls per task the executor aims at now (None until the first calls returned).
     """
@@ -239,25 +263,26 @@ class DaskStageInfo:
 class DaskExecutor(cf.Executor):
     """A ``concurrent.futures.Executor`` that runs calls as Dask tasks, grouping short ones.
 
-    Pass it to a stage: ``stream.map(fn, executor=DaskExecutor(client), concurrency=N)``.
+    Pass it to a stage: ``stream.map(fn, executor=DaskExecutor(client))``.
     Consecutive calls of the same function are packed into one task of about
     ``task_seconds`` of work (measured; see the module docs), each call with its own future
     and outcome, and no call waits more than ``max_wait`` seconds for its task to be sent.
     The stage's ``concurrency`` bounds the calls outstanding, so it bounds the calls a task
-    can hold: choose ``N`` >= (calls per task) x 2 x (worker threads), e.g. 64 for ~5 ms calls
-    on two workers (:attr:`preferred_concurrency` computes it from the measurements).
+    can hold: it needs (calls per task) x 2 x (worker threads), e.g. 40 for ~5 ms calls on
+    two workers - :attr:`preferred_concurrency`, which a stage without ``concurrency=``
+    follows; ``concurrency=N`` fixes it.
     ``ordered``, ``on_error``, ``dead_letter`` and ``retry`` work as for any stage.
 
     ``batch_size``: None (default) sizes tasks from measurement; an int is a fixed number of
     calls per task (``1``: one task per call, no waiting). ``task_seconds``: the work a task
-    aims at (default 0.05). ``max_wait``: the most a call waits for its task to fill
-    (default 0.25 s). ``fill_idle`` (default True): send a task before it is full when the
-    stage pauses and the cluster holds fewer than two tasks per worker thread - lower
-    latency and busy workers with a small ``concurrency``; False: only full tasks and
-    ``max_wait`` send. ``scatter``: keyword arguments sent to every worker once, now, and
-    passed to every call (``fn(item, **scatter)``); values that are already Dask futures are
-    passed as they are (and not released by this executor). ``name`` labels :meth:`info`
-    and log lines.
+    aims at (default 0.05; its calls' own time, not the worker's wait for a busy core).
+    ``max_wait``: the most a call waits for its task to fill (default 0.25 s).
+    ``fill_idle`` (default True): send a task before it is full when the stage pauses and
+    the cluster holds fewer than two tasks per worker thread - lower latency and busy
+    workers with a small ``concurrency``; False: only full tasks and ``max_wait`` send.
+    ``scatter``: keyword arguments sent to every worker once, now, and passed to every
+    call (``fn(item, **scatter)``); values that are already Dask futures are passed as they
+    are (and not released by this executor). ``name`` labels :meth:`info` and log lines.
 
     Close it when done (``with``/``async with``, :meth:`shutdown` or :meth:`aclose`): that
     cancels what is still in flight and releases the scattered data.
@@ -265,7 +290,7 @@ class DaskExecutor(cf.Executor):
     Example::
 
         with DaskExecutor(client, scatter={"weights": w}) as ex:
-            out = await Stream(xs).map(predict, executor=ex, concurrency=64).collect()
+            out = await Stream(xs).map(predict, executor=ex).collect()
             print(ex.info().items_per_task)   # e.g. 10.0 for a ~5 ms predict()
     """
 
@@ -402,15 +427,39 @@ class DaskExecutor(cf.Executor):
         cluster, without waiting for the scheduler, when no other call of that task is
         wanted). Its exception, if the call failed, is the remote one with the remote frames.
         """
+        out: cf.Future[R] = cf.Future()
+        self._add(_Call(fn, args, kwargs, out, None))
+        return out
+
+    def submit_async(
+        self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> asyncio.Future[R]:
+        """:meth:`submit` for a caller on a running event loop: the future is that loop's.
+
+        What a ``map`` stage on this executor uses instead of ``loop.run_in_executor``: a
+        task's outcomes reach the loop in one hop (one ``call_soon_threadsafe`` per task,
+        not one per call, and no ``concurrent.futures.Future`` in between). Cancelling the
+        future drops the call, as with :meth:`submit`.
+
+        Example::
+
+            y = await ex.submit_async(score, row)
+        """
+        loop = asyncio.get_running_loop()
+        out: asyncio.Future[R] = loop.create_future()
+        self._add(_Call(fn, args, kwargs, out, loop))
+        return out
+
+    def _add(self, call: _Call) -> None:
+        """Take a new call: count it, put it in the task being filled, send what is due."""
         if self._closed:
             raise DaskStageError(
                 f"DaskExecutor({self.name!r}) is shut down; create a new one to submit more"
             )
+        fn, args, kwargs = call.fn, call.args, call.kwargs
         if self._scattered:
             self._check_call(fn, args, kwargs)
-        out: cf.Future[R] = cf.Future()
-        call = _Call(fn, args, kwargs, out)
-        out.add_done_callback(lambda f: self._on_local_done(call, f))
+        call.out.add_done_callback(lambda f: self._on_local_done(call, f))
         now = time.monotonic()
         with self._lock:
             self._submitted += 1
@@ -437,7 +486,6 @@ class DaskExecutor(cf.Executor):
             loop.add_callback(self._run, group)
         if start_timer:
             loop.add_callback(self._tick)
-        return out
 
     # -- grouping (all under self._lock) --------------------------------------------------------
     def _size(self) -> int | None:
@@ -553,7 +601,7 @@ class DaskExecutor(cf.Executor):
         the release first and never holds more of the stage's tasks than its calls.
         """
         if group.live == 0:  # every call was cancelled before the task was sent
-            self._group_done(group, None, 0.0)
+            self._group_done(group, None, 0.0, 0.0)
             return
         try:
             calls = [(c.args, c.kwargs) for c in group.calls]
@@ -561,7 +609,7 @@ class DaskExecutor(cf.Executor):
                 run_calls, group.calls[0].fn, calls, self._scattered, key=group.key, pure=False
             )
         except BaseException as exc:  # an item that does not pickle, a closed client...
-            self._group_done(group, None, 0.0)
+            self._group_done(group, None, 0.0, 0.0)
             if len(group.calls) > 1 and isinstance(exc, Exception) and not self._closing():
                 self._run_alone(group)  # so that only the culprit fails
             else:
@@ -569,9 +617,10 @@ class DaskExecutor(cf.Executor):
             return
         t0 = time.perf_counter()
         outcomes: list[Outcome] | None = None
+        waited = 0.0
         error: BaseException | None = None
         try:
-            outcomes = await self._c.gather(group.dfut, asynchronous=True)
+            outcomes, waited = await self._c.gather(group.dfut, asynchronous=True)
         except asyncio.CancelledError:  # the client's loop is closing under us
             error = DaskStageError(
                 f"DaskExecutor({self.name!r}): the Dask client stopped waiting for task "
@@ -583,7 +632,7 @@ class DaskExecutor(cf.Executor):
         finally:
             group.dfut.release()  # now, whoever else refers to it
             group.dfut = None
-            self._group_done(group, outcomes, time.perf_counter() - t0)
+            self._group_done(group, outcomes, time.perf_counter() - t0, waited)
             if outcomes is not None:
                 self._hand_over(group, outcomes)
             elif error is not None and group.live:
@@ -592,8 +641,15 @@ class DaskExecutor(cf.Executor):
                 else:
                     self._fail_all(group, _remote_only(error))
 
-    def _group_done(self, group: _Group, outcomes: list[Outcome] | None, wall: float) -> None:
-        """A group's task is over: count it, learn from its timings, send what is now due."""
+    def _group_done(
+        self, group: _Group, outcomes: list[Outcome] | None, wall: float, waited: float
+    ) -> None:
+        """A group's task is over: count it, learn from its timings, send what is now due.
+
+        A call's time is what it took on the worker less the worker's wait for a CPU core
+        (``waited``, spread over the task's calls): on cores busy with other work a task
+        would otherwise get fewer calls exactly when its fixed cost - CPU too - hurts most.
+        """
         now = time.monotonic()
         with self._lock:
             self._tasks_out -= 1
@@ -603,7 +659,7 @@ class DaskExecutor(cf.Executor):
                 self._tasks_done += 1
                 self._task_items += len(outcomes)
                 self._task_run += run
-                per_item = run / len(outcomes)
+                per_item = max(run - waited, 0.0) / len(outcomes)
                 self._item_s = (
                     per_item if self._item_s is None else 0.7 * self._item_s + 0.3 * per_item
                 )
@@ -619,21 +675,24 @@ class DaskExecutor(cf.Executor):
             self._c.loop.add_callback(self._tick)
 
     def _hand_over(self, group: _Group, outcomes: list[Outcome]) -> None:
+        hops = _Hops()
         for call, (ok, value, _) in zip(group.calls, outcomes, strict=True):
             if not self._settle(call, "completed" if ok else "failed"):
                 continue  # cancelled meanwhile: its result is dropped
-            if ok:
-                _deliver(call.out.set_result, value)
-            else:
+            if not ok:
                 exc, tb = value
                 if tb is not None:
                     exc = exc.with_traceback(Traceback.from_dict(tb).as_traceback())
-                _deliver(call.out.set_exception, exc)
+                value = exc
+            hops.deliver(call, ok, value)
+        hops.send()
 
     def _fail_all(self, group: _Group, exc: BaseException) -> None:
+        hops = _Hops()
         for call in group.calls:
             if self._settle(call, "failed"):
-                _deliver(call.out.set_exception, exc)
+                hops.deliver(call, False, exc)
+        hops.send()
 
     def _closing(self) -> bool:
         return bool(self._c.status in ("closing", "closed"))
@@ -679,8 +738,12 @@ class DaskExecutor(cf.Executor):
             for loop, idle in waiters:
                 loop.call_soon_threadsafe(_wake, idle)
 
-    def _on_local_done(self, call: _Call, f: cf.Future[Any]) -> None:
-        if f.cancelled() and self._settle(call, "cancelled"):
+    def _on_local_done(self, call: _Call, f: cf.Future[Any] | asyncio.Future[Any]) -> None:
+        if f.cancelled():
+            self._cancelled_here(call)
+
+    def _cancelled_here(self, call: _Call) -> None:
+        if self._settle(call, "cancelled"):
             group = call.group
             if group is not None and group.live == 0:
                 self._c.loop.add_callback(self._cancel_remote, group)
@@ -698,7 +761,13 @@ class DaskExecutor(cf.Executor):
         with self._lock:
             entries = list(self._outstanding)
         for call in entries:
-            call.out.cancel()  # -> _on_local_done -> the Dask future is cancelled too
+            if call.loop is None:
+                call.out.cancel()  # -> _on_local_done -> the Dask future is cancelled too
+            else:
+                # an asyncio future runs its callbacks later, on its loop (perhaps the one
+                # blocked in shutdown(wait=True)): settle now, cancel it there
+                self._cancelled_here(call)
+                _soon(call.loop, call.out.cancel)
 
     def _flush(self) -> None:
         """Send every pending call now (nothing more will join them)."""
@@ -793,7 +862,9 @@ class DaskExecutor(cf.Executor):
     def preferred_concurrency(self) -> int:
         """The ``map(concurrency=...)`` that lets this executor fill its tasks: (calls per
         task) x 2 x (worker threads) from the latest measurements (``2 x threads`` until
-        something was measured). A stage may read it; a user may print it after a first run.
+        something was measured; the threads are the scheduler's count, looked up when the
+        executor is made and every ~2 s while calls wait). A ``map`` on this executor without
+        ``concurrency=`` follows it through its run; a user may print it after a first run.
         """
         with self._lock:
             size = self._size() or 1
@@ -836,6 +907,22 @@ class DaskExecutor(cf.Executor):
         """The same as :meth:`info`: the name a dashboard's ``Observable`` reader calls."""
         return self.info()
 
+    def task_snapshot(self) -> TaskSnapshot:
+        """The grouping figures as a :class:`~streamnb.metrics.TaskSnapshot` (totals since
+        this executor was made; cheap: no call to the scheduler). A stage that runs on this
+        executor puts them, counted from the stage's start, in its ``ConcurrencySnapshot``
+        (``it.stages[name].tasks``), which is what the run and the dashboard show."""
+        with self._lock:
+            return TaskSnapshot(
+                sent=self._tasks,
+                in_flight=self._tasks_out,
+                done=self._tasks_done,
+                calls=self._task_items,
+                run_seconds=self._task_run,
+                overhead_seconds=min(self._overheads) if self._overheads else None,
+                batch_size=self._size(),
+            )
+
     def __repr__(self) -> str:
         return f"DaskExecutor({self.name!r}, in_flight={self.in_flight}, closed={self._closed})"
 
@@ -868,6 +955,49 @@ def _deliver(setter: Callable[[Any], None], value: Any) -> None:
         setter(value)
     except cf.InvalidStateError:  # cancelled locally meanwhile: nobody waits for it
         pass
+
+
+class _Hops:
+    """The outcomes of one task for their futures: a ``concurrent.futures`` future is
+    resolved at once; the asyncio futures of each loop in one ``call_soon_threadsafe``."""
+
+    __slots__ = ("by_loop",)
+
+    def __init__(self) -> None:
+        self.by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+
+    def deliver(self, call: _Call, ok: bool, value: Any) -> None:
+        if call.loop is None:
+            out = cast("cf.Future[Any]", call.out)
+            _deliver(out.set_result if ok else out.set_exception, value)
+        else:
+            self.by_loop.setdefault(call.loop, []).append((call.out, ok, value))
+
+    def send(self) -> None:
+        for loop, batch in self.by_loop.items():
+            _soon(loop, _resolve, batch)
+
+
+def _soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop is closed: nobody waits for these futures any more
+        pass
+
+
+def _resolve(batch: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """(On the futures' loop.) Resolve each future not cancelled meanwhile."""
+    for fut, ok, value in batch:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        elif isinstance(value, StopIteration):  # an asyncio future refuses to carry one
+            err = RuntimeError(f"the function raised StopIteration: {value}")
+            err.__cause__ = value
+            fut.set_exception(err)
+        else:
+            fut.set_exception(value)
 
 
 def _remote_only(exc: BaseException) -> BaseException:

@@ -44,6 +44,8 @@ __all__ = [
     "ResilientSnapshot",
     "Snapshot",
     "StageStatus",
+    "TaskReporter",
+    "TaskSnapshot",
     "snapshots",
 ]
 
@@ -137,12 +139,81 @@ class BufferSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskSnapshot:
+    """The tasks an executor ran for one stage: how it grouped the stage's calls (Dask).
+
+    An executor that packs several calls into one task (:class:`streamnb.dask.DaskExecutor`)
+    reports this with the stage's :class:`ConcurrencySnapshot`, counted from the stage's
+    start: ``sent`` tasks, ``in_flight`` now (the executor's), ``done`` finished ones that
+    held ``calls`` calls and ran ``run_seconds`` on their workers in all. ``overhead_seconds``
+    is the executor's recent estimate of a task's cost beyond its calls (round trip,
+    scheduling), ``batch_size`` the calls per task it aims at now (None until measured).
+
+    Example::
+
+        t = it.stages["map(score)"].tasks
+        print(t.items_per_task, t.task_seconds)   # e.g. 10.0, 0.051
+    """
+
+    sent: int
+    in_flight: int
+    done: int
+    calls: int
+    run_seconds: float
+    overhead_seconds: float | None
+    batch_size: int | None
+
+    @property
+    def items_per_task(self) -> float | None:
+        """Mean calls per finished task (None before one finished)."""
+        return self.calls / self.done if self.done else None
+
+    @property
+    def task_seconds(self) -> float | None:
+        """Mean seconds a finished task ran on its worker (None before one finished)."""
+        return self.run_seconds / self.done if self.done else None
+
+    def since(self, start: TaskSnapshot) -> TaskSnapshot:
+        """The counts since ``start`` (an earlier snapshot of the same executor); the
+        gauges (``in_flight``, ``overhead_seconds``, ``batch_size``) are this one's."""
+        return TaskSnapshot(
+            sent=self.sent - start.sent,
+            in_flight=self.in_flight,
+            done=self.done - start.done,
+            calls=self.calls - start.calls,
+            run_seconds=self.run_seconds - start.run_seconds,
+            overhead_seconds=self.overhead_seconds,
+            batch_size=self.batch_size,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict (for logs, JSON, pandas), with the two means."""
+        d = asdict(self)
+        d["items_per_task"] = self.items_per_task
+        d["task_seconds"] = self.task_seconds
+        return d
+
+
+@runtime_checkable
+class TaskReporter(Protocol):
+    """An executor that groups calls into tasks and says how (``DaskExecutor``): a concurrent
+    stage that runs on one adds its :meth:`task_snapshot` to the stage's snapshot."""
+
+    def task_snapshot(self) -> TaskSnapshot: ...
+
+
+@dataclass(frozen=True, slots=True)
 class ConcurrencySnapshot:
     """One concurrent stage (``map(concurrency=N)``, ``executor=``) at ``taken_at``.
 
     ``in_flight`` calls are running now, ``max_in_flight`` is the most there have been, never
-    above ``concurrency``. ``executor`` names the executor (None for async functions on the
-    loop); ``dashboard_link`` is a cluster dashboard's URL when the executor has one (Dask).
+    above ``concurrency`` - unless the stage follows its executor's ``preferred_concurrency``
+    (``map`` on a Dask executor without ``concurrency=``): then ``concurrency`` is the figure
+    now, which may have been higher earlier in the run. ``executor`` names the executor
+    (None for async functions on the loop); ``dashboard_link`` is a cluster dashboard's URL
+    when the executor has one (Dask). ``tasks`` is how the executor grouped the stage's
+    calls into tasks (a :class:`TaskSnapshot`, for an executor that groups them - Dask;
+    None otherwise).
     """
 
     name: str
@@ -155,10 +226,14 @@ class ConcurrencySnapshot:
     executor: str | None
     dashboard_link: str | None
     taken_at: float
+    tasks: TaskSnapshot | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """A plain dict (for logs, JSON, pandas)."""
-        return asdict(self)
+        """A plain dict (for logs, JSON, pandas); ``tasks`` as a nested dict (or None)."""
+        d = asdict(self)
+        if self.tasks is not None:
+            d["tasks"] = self.tasks.as_dict()
+        return d
 
 
 @dataclass(frozen=True, slots=True)

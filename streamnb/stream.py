@@ -377,7 +377,7 @@ class Stream(Generic[T]):
         self,
         fn: Callable[[T], Awaitable[U]],
         *,
-        concurrency: int = ...,
+        concurrency: int | None = ...,
         ordered: bool = ...,
         executor: None = ...,
         on_error: ErrorPolicy = ...,
@@ -391,7 +391,7 @@ class Stream(Generic[T]):
         self,
         fn: Callable[[T], U],
         *,
-        concurrency: int = ...,
+        concurrency: int | None = ...,
         ordered: bool = ...,
         executor: Executor | None = ...,
         on_error: ErrorPolicy = ...,
@@ -404,7 +404,7 @@ class Stream(Generic[T]):
         self,
         fn: Callable[[T], Any],
         *,
-        concurrency: int = 1,
+        concurrency: int | None = None,
         ordered: bool = True,
         executor: Executor | None = None,
         on_error: ErrorPolicy = "raise",
@@ -418,6 +418,12 @@ class Stream(Generic[T]):
         ``concurrency=N`` runs up to N calls at once (async functions, or plain ones with an
         ``executor``); results keep input order unless ``ordered=False``. ``executor`` is any
         ``concurrent.futures.Executor`` (threads, processes, ``dask_client.get_executor()``).
+        Without ``concurrency`` the stage runs one call at a time - except on an executor
+        that has a ``preferred_concurrency`` (a :class:`streamnb.dask.DaskExecutor`): then
+        the stage's concurrency is that value and follows it through the run (it is
+        ``2 x worker threads`` until the executor has timed the first calls, then
+        ``calls per task x 2 x worker threads``, so that its tasks fill). An explicit
+        ``concurrency`` always wins. E.g. ``map(score, executor=DaskExecutor(client))``.
         ``on_error``: ``"raise"`` (default; the exception gets a note naming this stage and
         the item index), ``"skip"`` (the item and its exception go to ``dead_letter``, a
         :class:`DeadLetter`, which is created per run if you pass none), or ``"retry"``
@@ -657,14 +663,15 @@ class Stream(Generic[T]):
         self,
         fn: Callable[[T], Any],
         *,
-        concurrency: int = 1,
+        concurrency: int | None = None,
         executor: Executor | None = None,
         on_error: ErrorPolicy = "raise",
         dead_letter: DeadLetter[Any] | None = None,
         retry: RetryPolicy | None = None,
     ) -> int:
         """Call ``fn`` on every item (up to ``concurrency`` at once); returns how many
-        calls succeeded. Error policies as for :meth:`map`."""
+        calls succeeded. ``concurrency`` (default as for :meth:`map`) and error policies as
+        for :meth:`map`."""
         n = 0
         mapped = self.then(
             Map(fn, concurrency, False, executor, on_error, dead_letter, retry, method="for_each")

@@ -33,12 +33,14 @@ class Map(Operator):
     """``map(fn, concurrency=, ordered=, executor=, on_error=, dead_letter=, retry=,
     breaker=, name=)``: fused when ``concurrency == 1`` without an executor, else a
     :class:`~streamnb._concurrent.WorkerPool` registered as the run's ``"concurrency"``
-    observable. ``method`` names the public method in argument errors (``for_each``)."""
+    observable. ``concurrency=None`` follows the executor's ``preferred_concurrency`` when it
+    has one (a Dask executor), else means 1. ``method`` names the public method in argument
+    errors (``for_each``)."""
 
     def __init__(
         self,
         fn: Callable[[Any], Any],
-        concurrency: int = 1,
+        concurrency: int | None = 1,
         ordered: bool = True,
         executor: Executor | None = None,
         on_error: str = "raise",
@@ -51,6 +53,10 @@ class Map(Operator):
     ) -> None:
         self.label = name or f"{method}({describe(fn)})"
         self.named = name is not None
+        # no concurrency given, an executor that knows what it needs: the stage follows it
+        self.follows = concurrency is None and hasattr(executor, "preferred_concurrency")
+        if concurrency is None:
+            concurrency = 1
         check_int(method, "concurrency", concurrency, minimum=1)
         self.is_async = is_async_callable(fn)
         if self.is_async and executor is not None:
@@ -132,9 +138,18 @@ class Map(Operator):
             # awaited call, so its state is this process's and nothing extra is shipped
             executor, plain, breaker = self.executor, self.fn, self.breaker
             loop = asyncio.get_running_loop()
+            # an executor that resolves futures of this loop itself (a DaskExecutor: one
+            # hop per task instead of a concurrent.futures.Future and a hop per call)
+            submit_async = getattr(executor, "submit_async", None)
+            if submit_async is not None:
 
-            def offload(x: Any) -> Awaitable[Any]:
-                return loop.run_in_executor(executor, plain, x)
+                def offload(x: Any) -> Awaitable[Any]:
+                    return submit_async(plain, x)  # type: ignore[no-any-return]
+
+            else:
+
+                def offload(x: Any) -> Awaitable[Any]:
+                    return loop.run_in_executor(executor, plain, x)
 
             afn = offload
             if breaker is not None:
@@ -147,9 +162,17 @@ class Map(Operator):
             afn = self._guarded()
         run = link.run
         name = self.label if self.named else run.free_name("concurrency", self.label)
-        pool = WorkerPool(name, afn, self.concurrency, self.ordered, policy, self.executor)
+        follow = _preferred_concurrency(self.executor) if self.follows else None
+        pool = WorkerPool(
+            name, afn, self.concurrency, self.ordered, policy, self.executor, follow=follow
+        )
         run.observe("concurrency", pool)
         return pool.run(src)
+
+
+def _preferred_concurrency(executor: Any) -> Callable[[], int]:
+    """Reads ``executor.preferred_concurrency`` (a property that changes as it measures)."""
+    return lambda: executor.preferred_concurrency
 
 
 class Filter(Operator):

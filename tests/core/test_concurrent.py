@@ -231,3 +231,86 @@ async def test_one_upstream_pause_does_not_cost_a_loop_round_trip_per_item_after
     await probe
     assert got == list(range(n_items))
     assert iterations < n_items / 3, f"{iterations} loop iterations for {n_items} items"
+
+
+class _Preferring(ThreadPoolExecutor):
+    """A thread pool that says how many calls it wants at once, as a Dask executor does
+    (``DaskExecutor.preferred_concurrency``); the test changes the figure while a run goes."""
+
+    def __init__(self, preferred: Any) -> None:
+        super().__init__(max_workers=16)
+        self.preferred_concurrency = preferred
+
+
+def _sleepy(x: int) -> int:
+    import time
+
+    time.sleep(0.002)
+    return x
+
+
+async def test_without_concurrency_a_stage_follows_its_executors_preferred_concurrency() -> None:
+    # from item i on, the executor asks for this many calls at once
+    plan = {20: 6, 80: 4, 140: 2}
+    seen: list[tuple[int, int, int]] = []  # (item, stage concurrency, calls in flight)
+    with _Preferring(2) as ex:
+        s = Stream(range(200)).map(_sleepy, executor=ex, name="w")
+        async with s.open() as it:
+            assert it.stages["w"].concurrency == 2  # read when the stage was built
+            async for y in it:
+                ex.preferred_concurrency = plan.get(y, ex.preferred_concurrency)
+                snap = it.stages["w"]
+                seen.append((y, snap.concurrency, snap.in_flight))
+            final = it.stages["w"]
+    assert [y for y, _, _ in seen] == list(range(200))
+    assert {c for y, c, _ in seen if y < 20} == {2}
+    assert all(f <= 2 for y, _, f in seen if y < 20)
+    # it rose to 6 and stayed there when the figure only wobbled down to 4 (not below 6 / 2)
+    assert {c for y, c, _ in seen if 40 <= y < 140} == {6}
+    # it fell to 2 once a worker pulled again (results up to 2 x 6 ahead may be waiting),
+    # and the extra workers retired after their current item
+    assert {c for y, c, _ in seen if y >= 160} == {2}
+    assert all(f <= 2 for y, _, f in seen if y >= 170)
+    assert final.max_in_flight == 6 and final.concurrency == 2
+    assert (final.started, final.completed, final.failed) == (200, 200, 0)
+    await assert_no_tasks_left()
+
+
+async def test_an_explicit_concurrency_wins_over_the_executors_preference() -> None:
+    with _Preferring(6) as ex:
+        s = Stream(range(60)).map(_sleepy, executor=ex, concurrency=3, name="w")
+        async with s.open() as it:
+            out = [y async for y in it]
+            snap = it.stages["w"]
+    assert out == list(range(60))
+    assert snap.concurrency == 3 and snap.max_in_flight <= 3
+
+
+async def test_an_executor_without_a_preference_runs_one_call_at_a_time() -> None:
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        s = Stream(range(20)).map(_sleepy, executor=ex, name="w")
+        async with s.open() as it:
+            out = [y async for y in it]
+            snap = it.stages["w"]
+    assert out == list(range(20))
+    assert snap.concurrency == 1 and snap.max_in_flight == 1 and snap.tasks is None
+
+
+async def test_a_preferred_concurrency_that_is_not_a_count_is_named() -> None:
+    from streamnb import ArgumentTypeError, InvalidArgumentError
+
+    with _Preferring("many") as ex:
+        with pytest.raises(ArgumentTypeError, match=r"executor\.preferred_concurrency='many'"):
+            await Stream(range(5)).map(_sleepy, executor=ex, name="w").collect()
+    # a figure that goes bad during the run ends the stage after the items pulled so far
+    with _Preferring(2) as ex:
+        s = Stream(range(50)).map(_sleepy, executor=ex, name="w")
+        got: list[int] = []
+        with pytest.raises(InvalidArgumentError, match=r"w\(executor\.preferred_concurrency=0\)"):
+            async with s.open() as it:
+                async for y in it:
+                    got.append(y)
+                    if y == 10:
+                        ex.preferred_concurrency = 0
+    assert got[:11] == list(range(11)) and got == list(range(len(got))) and len(got) < 50
+    await assert_no_tasks_left()

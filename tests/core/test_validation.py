@@ -61,8 +61,14 @@ NUMBER_ARGS: list[tuple[str, str, Callable[[Any], object], float, bool]] = [
     ("CircuitBreaker", "reset_timeout", lambda v: CircuitBreaker(reset_timeout=v), 0.0, False),
 ]
 
-#: int arguments whose default is None
-OPTIONAL = {("monitor", "total"), ("monitor", "log_every_items"), ("window", "last")}
+#: int arguments whose default is None (``map(concurrency=None)``: 1, or what the executor
+#: prefers)
+OPTIONAL = {
+    ("map", "concurrency"),
+    ("monitor", "total"),
+    ("monitor", "log_every_items"),
+    ("window", "last"),
+}
 
 not_an_int = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),

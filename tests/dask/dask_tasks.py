@@ -84,3 +84,10 @@ def cancelled_on_two(x: int) -> int:
 
 def ident(x: Any) -> Any:
     return x
+
+
+def stop_on_two(x: int) -> int:
+    """Raises StopIteration for 2 (which an asyncio future cannot carry as it is)."""
+    if x == 2:
+        raise StopIteration("no more for 2")
+    return x

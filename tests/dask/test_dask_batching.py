@@ -96,20 +96,75 @@ async def test_many_calls_per_task_results_in_input_order(client: Client) -> Non
     await _released(client, "quick", ex)
 
 
-async def test_the_run_names_the_executor_whose_figures_show_the_grouping(client: Client) -> None:
-    async with DaskExecutor(client, name="seen", batch_size=5) as ex:
-        s = Stream(range(40)).map(tasks.quick, executor=ex, concurrency=20)
+async def test_the_stages_snapshot_shows_how_its_calls_were_grouped(client: Client) -> None:
+    from streamnb.metrics import ConcurrencySnapshot
+    from streamnb.notebook._format import concurrent_lines
+
+    runs: list[ConcurrencySnapshot] = []
+    # groups of exactly 5: only a full group is sent (no early task, no latency cap)
+    async with DaskExecutor(client, name="seen", batch_size=5, fill_idle=False, max_wait=30) as ex:
+        for _ in range(2):  # a second run on the same executor counts only its own tasks
+            s = Stream(range(40)).map(tasks.quick, executor=ex, concurrency=20, name="sq")
+            async with s.open() as it:
+                assert [y async for y in it] == [x * x for x in range(40)]
+            snap = it.snapshots("concurrency")["sq"]  # read after the run ended
+            assert isinstance(snap, ConcurrencySnapshot)
+            assert it.stages["sq"].tasks == snap.tasks  # the same figures, both ways
+            runs.append(snap)
+        total = ex.task_snapshot()
+    sent = []
+    for snap in runs:
+        assert (snap.executor, snap.started, snap.completed) == ("seen", 40, 40)
+        t = snap.tasks
+        assert t is not None
+        assert (t.sent, t.done, t.calls, t.in_flight) == (8, 8, 40, 0)
+        assert t.items_per_task == 5.0 and t.batch_size == 5
+        # quick() sleeps 2 ms per call on the worker: a task ran at least that per call
+        assert t.run_seconds >= 40 * 0.002 and t.task_seconds == t.run_seconds / 8
+        # (a round trip's cost: milliseconds on a quiet machine, seconds on a loaded one)
+        assert t.overhead_seconds is not None and t.overhead_seconds > 0
+        assert f"{t.sent} tasks ({t.items_per_task:.1f} per task, " in concurrent_lines([snap])[0]
+        sent.append(t.sent)
+    assert total.calls == 80 and total.sent == sum(sent)  # the executor's own totals
+    assert ex.info().items_per_task == 80 / total.done
+
+
+async def test_without_concurrency_the_stage_takes_the_executors_preferred_concurrency(
+    client: Client,
+) -> None:
+    async with DaskExecutor(client, name="fixed", batch_size=5) as ex:
+        s = Stream(range(200)).map(tasks.quick, executor=ex, name="sq")
         async with s.open() as it:
-            out = [y async for y in it]
-            (stage,) = it.stages.values()
-        assert out == [x * x for x in range(40)]
-        # the run's stage snapshot counts items and names the executor ...
-        assert (stage.executor, stage.started, stage.completed) == ("seen", 40, 40)
-        # ... whose own snapshot shows how the items were grouped into tasks
-        figures = ex.snapshot()
-        assert figures.name == stage.executor and figures.completed == 40
-        assert figures.tasks <= 40 / 2 and figures.items_per_task is not None
-        assert figures.items_per_task >= 2 and figures.task_seconds is not None
+            assert [y async for y in it] == [x * x for x in range(200)]
+            snap = it.stages["sq"]
+        # 5 calls per task x 2 tasks per worker thread x 2 worker threads
+        assert ex.preferred_concurrency == 20
+        assert snap.concurrency == 20 and snap.max_in_flight == 20
+        assert snap.tasks is not None and snap.tasks.items_per_task is not None
+        assert snap.tasks.items_per_task > 2
+        # an explicit concurrency wins
+        s = Stream(range(40)).map(tasks.quick, executor=ex, concurrency=3, name="sq")
+        async with s.open() as it:
+            assert [y async for y in it] == [x * x for x in range(40)]
+            snap = it.stages["sq"]
+        assert snap.concurrency == 3 and snap.max_in_flight <= 3
+
+
+async def test_without_concurrency_the_stage_grows_once_the_executor_measured(
+    client: Client,
+) -> None:
+    async with DaskExecutor(client, name="adaptive") as ex:
+        s = Stream(range(400)).map(tasks.quick, executor=ex, name="sq")
+        async with s.open() as it:
+            # nothing measured yet: 2 calls per worker thread (the executor may not have
+            # heard of the second worker yet)
+            assert it.stages["sq"].concurrency in (2, 4)
+            assert [y async for y in it] == [x * x for x in range(400)]
+            snap = it.stages["sq"]
+    # ~2 ms calls: many per task, and the stage gave the executor enough of them
+    assert snap.tasks is not None and snap.tasks.items_per_task is not None
+    assert snap.tasks.items_per_task >= 4, snap
+    assert snap.concurrency >= 4 * 2 * 2 and snap.max_in_flight > 4 * 2 * 2, snap
 
 
 async def test_unordered_with_groups_has_every_result(client: Client) -> None:
@@ -281,3 +336,67 @@ def test_grouping_arguments_are_checked(client: Client) -> None:
         DaskExecutor(client, task_seconds=0)
     with pytest.raises(ArgumentTypeError, match=r"fill_idle='no'"):
         DaskExecutor(client, fill_idle="no")  # type: ignore[arg-type]
+
+
+async def test_submit_async_resolves_futures_of_the_running_loop(client: Client) -> None:
+    async with DaskExecutor(client, name="aio", batch_size=3, max_wait=30, fill_idle=False) as ex:
+        futures = [ex.submit_async(tasks.fail_on_three, i) for i in range(6)]
+        assert all(isinstance(f, asyncio.Future) for f in futures)
+        done = await asyncio.gather(*futures, return_exceptions=True)
+        info = ex.info()
+    assert done[:3] == [0, 1, 2] and done[4:] == [4, 5]
+    assert isinstance(done[3], ValueError) and "item 3 is bad" in str(done[3])
+    frames = traceback.extract_tb(done[3].__traceback__)
+    assert frames[-1].name == "fail_on_three"  # the worker's frame came along
+    assert (info.tasks, info.completed, info.failed) == (2, 5, 1)
+
+
+async def test_cancelling_an_async_call_before_its_task_is_sent_removes_it(
+    client: Client, tmp_path: Path
+) -> None:
+    fn = functools.partial(tasks.record, marker_dir=str(tmp_path))
+    async with DaskExecutor(
+        client, name="aio-pending", batch_size=3, max_wait=30, fill_idle=False
+    ) as ex:
+        first = [ex.submit_async(fn, i) for i in range(2)]
+        first[1].cancel()
+        await asyncio.sleep(0)  # the cancellation reaches the executor on the loop
+        assert ex.in_flight == 1 and ex.info().cancelled == 1
+        more = [ex.submit_async(fn, i) for i in (10, 11)]  # 0, 10, 11: full, sent
+        assert await asyncio.gather(first[0], *more) == [0, 10, 11]
+    assert sorted(_calls(tmp_path)) == [0, 10, 11]  # item 1 never reached a worker
+    await _released(client, "record", ex)
+
+
+async def test_shutdown_on_the_loop_cancels_async_calls_without_waiting_for_it(
+    client: Client,
+) -> None:
+    ex = DaskExecutor(client, name="aio-shutdown", batch_size=2)
+    futures = [ex.submit_async(tasks.nap, i) for i in range(4)]
+    for _ in range(400):
+        if ex.info().tasks_in_flight == 2:
+            break
+        await asyncio.sleep(0.01)
+    # blocks this loop until the cluster let go: the asyncio futures' callbacks cannot run
+    # meanwhile, so the executor settles them itself
+    ex.shutdown(wait=True, cancel_futures=True)
+    info = ex.info()
+    assert (info.in_flight, info.tasks_in_flight, info.cancelled) == (0, 0, 4)
+    await asyncio.sleep(0)
+    assert all(f.cancelled() for f in futures)
+    await _released(client, "nap", ex)
+
+
+async def test_a_stop_iteration_from_the_function_fails_its_item_instead_of_hanging(
+    client: Client,
+) -> None:
+    dl: DeadLetter[int] = DeadLetter()
+    async with DaskExecutor(client, batch_size=4, max_wait=30, fill_idle=False) as ex:
+        s = Stream(range(4)).map(
+            tasks.stop_on_two, executor=ex, concurrency=4, on_error="skip", dead_letter=dl
+        )
+        async with asyncio.timeout(60):
+            assert await s.collect() == [0, 1, 3]
+    (entry,) = dl.entries
+    assert entry.index == 2 and isinstance(entry.error, RuntimeError)
+    assert "StopIteration" in str(entry.error) and isinstance(entry.error.__cause__, StopIteration)

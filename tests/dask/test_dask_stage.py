@@ -290,6 +290,29 @@ async def test_the_run_reports_the_executor_and_its_dashboard_link(client: Clien
     assert f'href="{client.dashboard_link}"' in html and "· cluster" in html
 
 
+async def test_a_notebook_run_shows_the_grouping_beside_the_cluster_link(client: Client) -> None:
+    """What the dashboard's concurrent-stage row shows comes from the run's snapshot alone."""
+    from streamnb.metrics import ConcurrencySnapshot
+    from streamnb.notebook import start
+    from streamnb.notebook._format import concurrent_html
+
+    async with DaskExecutor(client, name="cluster", batch_size=4) as ex:
+        s = Stream(range(24)).map(tasks.busy, executor=ex, name="remote")
+        handle = start(s, name="dask-grouping", display=False)
+        summary = await handle
+        snap = handle.snapshots("concurrency")["remote"]  # the final snapshot, after the run
+    assert summary.items == 24
+    assert isinstance(snap, ConcurrencySnapshot) and snap.tasks is not None
+    assert snap.concurrency == 4 * 2 * 2  # no concurrency given: the executor's preference
+    assert snap.tasks.calls == 24 and snap.tasks.in_flight == 0
+    assert snap.tasks.items_per_task == 24 / snap.tasks.done and snap.tasks.done <= 24 / 2
+    assert snap.tasks.task_seconds is not None and snap.tasks.task_seconds >= 0.02
+    html = concurrent_html([snap])
+    assert f'href="{client.dashboard_link}"' in html
+    assert f"{snap.tasks.sent} tasks ({snap.tasks.items_per_task:.1f} per task, " in html
+    assert "0 on the cluster" in html
+
+
 def test_no_process_wide_registry_of_executors() -> None:
     import streamnb.dask as module
 

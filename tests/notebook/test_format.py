@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import time
@@ -439,3 +440,50 @@ def test_time_columns_of_the_window_tail_read_as_times_of_day() -> None:
     assert format_epoch_time(float("nan")) is None and format_epoch_time("x") is None
     # event times from your own origin stay numbers, in a time column too
     assert ">12.5<" in window_table_html([(t0, {"t": 12.5})])
+def test_a_concurrent_stage_row_shows_how_its_executor_grouped_the_calls() -> None:
+    from streamnb.metrics import ConcurrencySnapshot, TaskSnapshot
+    from streamnb.notebook._format import concurrent_html, concurrent_lines, task_figures
+
+    tasks = TaskSnapshot(
+        sent=42,
+        in_flight=4,
+        done=40,
+        calls=400,
+        run_seconds=2.048,
+        overhead_seconds=0.0061,
+        batch_size=10,
+    )
+    assert (tasks.items_per_task, tasks.task_seconds) == (10.0, 0.0512)
+    assert task_figures(tasks) == (
+        "42 tasks (10.0 per task, 51.2 ms each, ~6.1 ms overhead), 4 on the cluster"
+    )
+    # before any task finished and before an overhead was measured: only the counts
+    fresh = TaskSnapshot(1, 1, 0, 0, 0.0, None, None)
+    assert (fresh.items_per_task, fresh.task_seconds) == (None, None)
+    assert task_figures(fresh) == "1 task, 1 on the cluster"
+    snap = ConcurrencySnapshot(
+        name="map(<score>)",
+        concurrency=40,
+        in_flight=38,
+        max_in_flight=40,
+        started=438,
+        completed=400,
+        failed=0,
+        executor="dask",
+        dashboard_link="http://127.0.0.1:8787/status?a=1&b=2",
+        taken_at=0.0,
+        tasks=tasks,
+    )
+    (line,) = concurrent_lines([snap])
+    assert line == (
+        "map(<score>): 38/40 in flight (max 40), 400 done · dask: 42 tasks (10.0 per task, "
+        "51.2 ms each, ~6.1 ms overhead), 4 on the cluster"
+    )
+    html = concurrent_html([snap])
+    assert "<code>map(&lt;score&gt;)</code>" in html and "10.0 per task" in html
+    assert 'href="http://127.0.0.1:8787/status?a=1&amp;b=2"' in html
+    assert snap.as_dict()["tasks"]["items_per_task"] == 10.0
+    # a stage whose executor does not group calls shows no task figures
+    plain = dataclasses.replace(snap, executor="ThreadPoolExecutor", tasks=None)
+    assert concurrent_lines([plain])[0].endswith("400 done · ThreadPoolExecutor")
+    assert plain.as_dict()["tasks"] is None
