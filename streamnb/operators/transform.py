@@ -149,7 +149,7 @@ class Map(Operator):
             else:
 
                 def offload(x: Any) -> Awaitable[Any]:
-                    return loop.run_in_executor(executor, plain, x)
+                    return loop.run_in_executor(executor, _no_stop_iteration, plain, x)
 
             afn = offload
             if breaker is not None:
@@ -168,6 +168,16 @@ class Map(Operator):
         )
         run.observe("concurrency", pool)
         return pool.run(src)
+
+
+def _no_stop_iteration(fn: Callable[[Any], Any], x: Any) -> Any:
+    """``fn(x)`` in an executor, with a ``StopIteration`` turned into a ``RuntimeError``: an
+    asyncio future refuses to carry one, so the call would never complete (the stage hung).
+    Module-level, so a process pool can pickle it."""
+    try:
+        return fn(x)
+    except StopIteration as exc:
+        raise RuntimeError(f"the function raised StopIteration: {exc!r}") from exc
 
 
 def _preferred_concurrency(executor: Any) -> Callable[[], int]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streamnb import Stream
+from streamnb import DeadLetter, Stream
 
 from ._support import Endless, Tracked, assert_no_tasks_left, settle
 
@@ -314,3 +314,29 @@ async def test_a_preferred_concurrency_that_is_not_a_count_is_named() -> None:
                         ex.preferred_concurrency = 0
     assert got[:11] == list(range(11)) and got == list(range(len(got))) and len(got) < 50
     await assert_no_tasks_left()
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_a_stop_iteration_in_an_executor_fails_its_item_instead_of_hanging(
+    ordered: bool,
+) -> None:
+    """asyncio cannot put a StopIteration into a future: the call never completed."""
+
+    def pick(x: int) -> int:
+        if x == 3:
+            raise StopIteration("no more")
+        return x
+
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        s = Stream(range(6)).map(pick, executor=ex, concurrency=2, ordered=ordered)
+        with pytest.raises(RuntimeError, match="raised StopIteration") as info:
+            async with asyncio.timeout(5):
+                await s.collect()
+        assert any("item #3" in note for note in getattr(info.value, "__notes__", []))
+        skipped: DeadLetter[int] = DeadLetter()
+        kept = Stream(range(6)).map(
+            pick, executor=ex, concurrency=2, ordered=ordered, on_error="skip", dead_letter=skipped
+        )
+        async with asyncio.timeout(5):
+            got = await kept.collect()
+        assert sorted(got) == [0, 1, 2, 4, 5] and [e.index for e in skipped.entries] == [3]

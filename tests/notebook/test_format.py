@@ -440,6 +440,8 @@ def test_time_columns_of_the_window_tail_read_as_times_of_day() -> None:
     assert format_epoch_time(float("nan")) is None and format_epoch_time("x") is None
     # event times from your own origin stay numbers, in a time column too
     assert ">12.5<" in window_table_html([(t0, {"t": 12.5})])
+
+
 def test_a_concurrent_stage_row_shows_how_its_executor_grouped_the_calls() -> None:
     from streamnb.metrics import ConcurrencySnapshot, TaskSnapshot
     from streamnb.notebook._format import concurrent_html, concurrent_lines, task_figures
