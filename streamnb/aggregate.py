@@ -450,13 +450,7 @@ class Aggregations:
         lines: list[str] = []
         ns: dict[str, Any] = {}
         for i, a in enumerate(self._aggs):
-            if a.field is None:
-                expr = item
-            elif callable(a.field):
-                ns[f"_g{i}"] = a.field
-                expr = f"_g{i}({item})"
-            else:
-                expr = f"{item}[{a.field!r}]"
+            expr = _field_expr(a.field, i, item, ns)
             acc = f"{state}[{i}]"
             if a.make is _Count:
                 lines.append(f"{acc}.n += 1")
@@ -561,13 +555,7 @@ class FlatAggregations:
         for i, (a, slot) in enumerate(self._plan):
             if slot == 0:
                 continue
-            if a.field is None:
-                expr = item
-            elif callable(a.field):
-                ns[f"_g{i}"] = a.field
-                expr = f"_g{i}({item})"
-            else:
-                expr = f"{item}[{a.field!r}]"
+            expr = _field_expr(a.field, i, item, ns)
             lines += [f"v = {expr}", "if v is not None and v == v:", f"    {state}[{slot}] += v"]
             if a.make is _Mean:
                 lines += ["else:", f"    {state}[{slot + 1}] += 1"]
@@ -611,3 +599,15 @@ def compile_aggs(where: str, aggs: Mapping[str, Any] | None) -> Aggregations:
         parsed.append(_parse(f"{where}(aggs[{name!r}])", spec))
         names.append(name)
     return Aggregations(tuple(names), tuple(parsed))
+
+
+def _field_expr(field: Any, i: int, item: str, ns: dict[str, Any]) -> str:
+    """The source expression reading aggregation ``i``'s input from ``item`` in a compiled
+    window loop: the item itself, ``item[field]``, or a call of the field function (bound in
+    ``ns`` as ``_g<i>``)."""
+    if field is None:
+        return item
+    if callable(field):
+        ns[f"_g{i}"] = field
+        return f"_g{i}({item})"
+    return f"{item}[{field!r}]"
