@@ -229,6 +229,8 @@ class KeyedWindows:
         self.keep = check_int(method, "keep", keep, minimum=0)
         # the last `keep` rows emitted, copied (a downstream stage may change the dict it got)
         self._emitted: deque[dict[str, Any]] = deque(maxlen=self.keep)
+        #: Rows emitted so far (closed windows and correction rows), kept or not.
+        self.emitted_count = 0
         if dead_letter is not None and not isinstance(dead_letter, DeadLetter):
             raise ArgumentTypeError(f"{method}(dead_letter={dead_letter!r}): expected a DeadLetter")
         self.dead_letter: DeadLetter[Any] = dead_letter if dead_letter is not None else DeadLetter()
@@ -631,9 +633,26 @@ def factory():
         ``keep`` of them are also kept for :meth:`rows`)."""
         out = self._ready[:]
         self._ready.clear()
-        if out and self.keep:
-            self._emitted.extend(map(dict, out))
+        if out:
+            self.emitted_count += len(out)
+            if self.keep:
+                self._emitted.extend(map(dict, out))
         return out
+
+    def emitted_since(self, count: int) -> tuple[list[dict[str, Any]], int]:
+        """The kept rows emitted after the first ``count`` (at most ``keep`` of them), and
+        :attr:`emitted_count` now - what a live chart of this stage reads at each refresh.
+
+        Example::
+
+            rows, seen = engine.emitted_since(0)        # everything kept so far
+            later, seen = engine.emitted_since(seen)    # only what came since
+        """
+        new = min(self.emitted_count - count, len(self._emitted))
+        if new <= 0:
+            return [], self.emitted_count
+        kept = self._emitted
+        return [kept[i] for i in range(len(kept) - new, len(kept))], self.emitted_count
 
     def run(self, source: AsyncIterable[Any]) -> AsyncIterator[dict[str, Any]]:
         """Run over ``source``: yield each closed window's row, flush at the end (see

@@ -479,3 +479,21 @@ async def test_a_window_closes_at_the_item_whose_time_minus_lateness_reaches_its
     rows = keyed_windows(_aiter({"t": t} for t in times), engine)
     got = [(engine.items, r["window_end"]) async for r in rows]
     assert got == [(2, 2.0999999999999996), (3, 2.8)]
+
+
+def test_emitted_since_gives_only_the_rows_after_a_count_and_at_most_keep() -> None:
+    engine = KeyedWindows(tumbling(1.0), time="t", keep=3)
+    assert engine.emitted_since(0) == ([], 0)
+    for t in range(3):  # closes [0, 1) and [1, 2)
+        engine.push({"t": float(t)})
+    first = engine.drain()
+    rows, seen = engine.emitted_since(0)
+    assert seen == 2 and rows == first and [r["window_end"] for r in rows] == [1.0, 2.0]
+    for t in range(3, 8):  # closes [2, 3) .. [6, 7): five more, keep=3 of all seven
+        engine.push({"t": float(t)})
+    engine.drain()
+    later, seen2 = engine.emitted_since(seen)
+    assert seen2 == 7 and [r["window_end"] for r in later] == [5.0, 6.0, 7.0]
+    assert engine.emitted_since(seen2) == ([], 7)
+    engine.flush()
+    assert [r["window_end"] for r in engine.emitted_since(seen2)[0]] == [8.0]

@@ -42,6 +42,7 @@ from ..errors import (
     InvalidArgumentError,
     NoWindowError,
     PipelineStoppedError,
+    StreamnbError,
     UsageError,
 )
 from ..keyed import KeyedWindows
@@ -115,8 +116,9 @@ class _ChartFeed:
 
     chart: LiveChart
     window: str | None
-    last: float = -math.inf
-    error: NoWindowError | None = None
+    last: float = -math.inf  # a window: the arrival time of the last row given
+    count: int = 0  # a keyed stage: the rows it had emitted at the last refresh
+    error: StreamnbError | None = None
 
 
 class _View(Protocol):
@@ -380,15 +382,16 @@ class Run:
     ) -> LiveChart:
         """A :class:`~streamnb.notebook.chart.LiveChart` of the rows of the run's window.
 
-        ``window`` names the window (default: the run's, see :attr:`window`). The rows that
-        reached the window since the last refresh are given to the chart at the run's refresh
-        rate (at most 4 Hz) - nothing is done per item - and the chart sends only the new
-        points. A chart of a finished run shows the window's final rows.
+        ``window`` names a window or a keyed stage (default: the run's window, see
+        :attr:`window`). The rows that reached it since the last refresh (for a keyed stage:
+        the windows it closed, from its last ``keep``) are given to the chart at the run's
+        refresh rate (at most 4 Hz) - nothing is done per item - and the chart sends only the
+        new points. A chart of a finished run shows the final rows.
 
         Example (in a notebook)::
 
-            handle = start(events.keyed_window(tumbling(1.0), by="kind").window(last=1000))
-            handle.chart(x="window_end", y="count", by="kind")
+            handle = start(events.keyed_window(tumbling(1.0), by="kind", name="per-second"))
+            handle.chart(x="window_end", y="count", by="kind", window="per-second")
         """
         from .chart import MAX_RATE, LiveChart
 
@@ -414,16 +417,13 @@ class Run:
             )
         return chart
 
-    def _chart_window(self, name: str | None) -> Window:
+    def _chart_window(self, name: str | None) -> Window | KeyedWindows:
         if name is None:
             return self.window
-        windows: Mapping[str, Window] = getattr(self._iteration, "windows", None) or {}
-        if name not in windows:
-            raise NoWindowError(
-                f"Run.chart(window={name!r}): run {self.name!r} has no such window "
-                f"(its windows: {', '.join(map(repr, windows)) or 'none'})"
-            )
-        return windows[name]
+        try:
+            return self._table(name)
+        except NoWindowError as exc:
+            raise NoWindowError(f"Run.chart(window={name!r}): {exc}") from None
 
     def _feed_charts(self) -> None:
         """Give each chart the rows its window received since the last refresh."""
@@ -434,11 +434,15 @@ class Run:
                 continue
             try:
                 w = self._chart_window(feed.window)
-            except NoWindowError as exc:  # a name that only the opened run could check
+            except (NoWindowError, InvalidArgumentError) as exc:  # only the open run can tell
                 feed.error = exc
                 _log.error("streamnb.notebook.chart_failed", run=self.name, error=str(exc))
                 continue
             chart = feed.chart
+            if isinstance(w, KeyedWindows):  # the rows it emitted since the last refresh
+                new_rows, feed.count = w.emitted_since(feed.count)
+                chart.extend(new_rows)
+                continue
             limit = chart.max_points * chart.max_series
             n = 16
             while True:  # read only the new rows: cost follows them, not the window's size

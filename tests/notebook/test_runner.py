@@ -431,6 +431,29 @@ async def test_run_chart_of_a_busy_window_reads_only_what_is_new() -> None:
     assert chart.points == min(chart.rows, chart.max_points)
 
 
+async def test_run_chart_of_a_keyed_stage_gets_each_closed_window_once() -> None:
+    src = Source(400, delay=0.002)
+    s = (
+        Stream(src)
+        .map(lambda i: {"k": "ab"[i % 2], "t": i * 0.01})
+        .keyed_window(tumbling(0.1), by="k", time="t", name="per-tenth")
+    )
+    handle = start(s, display=False, name="t-chart-keyed", refresh=4.0)
+    chart = handle.chart(x="window_end", y="count", by="k", window="per-tenth")
+    sent: list[dict[str, Any]] = []
+    chart.widget.send = sent.append  # type: ignore[method-assign]
+    await handle
+    rows = handle.to_pandas("per-tenth")
+    assert len(rows) == handle.items == 80 and not rows["open"].any()  # 40 windows per key
+    assert chart.rows == 80  # every closed window, once
+    xs = sorted(x for m in sent for x in m["x"])
+    # window_end is a time: the chart sends it to the ES module in milliseconds
+    assert xs == sorted(end * 1000.0 for end in rows["window_end"])
+    assert sum(y for m in sent for y in m["y"]) == 400  # each item counted in one point
+    assert len(sent) <= handle.elapsed * 4.0 + 3  # at the refresh rate, never per window
+    assert handle._chart_task is None and not others()
+
+
 async def test_run_chart_names_a_missing_window_and_reads_a_finished_run() -> None:
     handle = start(
         Stream(range(5)).map(lambda i: {"i": i, "n": i}).window(last=3, name="a"),
