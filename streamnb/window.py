@@ -177,7 +177,7 @@ def _typed(col: list[Any]) -> tuple[str, Any] | None:
 class _Store:
     """The chunks of a window, oldest first; the last one is open for appends."""
 
-    __slots__ = ("cap", "chunks", "count", "limit", "open", "rows", "skip", "stamps")
+    __slots__ = ("cap", "chunks", "count", "limit", "open", "rows", "sealed", "skip", "stamps")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  # live rows at most
@@ -185,6 +185,7 @@ class _Store:
         self.chunks: deque[_Chunk] = deque()
         self.count = 0  # rows in sealed chunks (skipped ones included)
         self.skip = 0  # rows of chunks[0] already evicted
+        self.sealed = 0  # rows ever sealed or cleared (counted per chunk, never per row)
         self._new()
 
     def _new(self) -> None:
@@ -199,6 +200,7 @@ class _Store:
         """Seal the full open chunk, start a new one, evict what is beyond ``limit``."""
         chunk = self.open
         self.count += len(chunk)
+        self.sealed += len(chunk)
         chunk.seal()
         self._new()
         self.trim()
@@ -242,6 +244,7 @@ class _Store:
         return [(c, self.skip if i == 0 else 0) for i, c in enumerate(chunks)]
 
     def clear(self) -> None:
+        self.sealed += len(self.open)
         self.chunks.clear()
         self.count = 0
         self.skip = 0
@@ -362,6 +365,13 @@ class Window:
         for chunk, start in self._segments():
             out.extend(chunk.rows(start))
         return out
+
+    @property
+    def appended(self) -> int:
+        """Items appended so far, evicted ones included: ``tail(appended - seen)`` holds what
+        came since a reader saw ``seen`` (as far as the window still has it)."""
+        store = self._data
+        return store.sealed + len(store.open)
 
     def tail(self, n: int) -> list[tuple[float, Any]]:
         """The ``n`` most recent ``(wall_clock_time, item)`` pairs, oldest first.

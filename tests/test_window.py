@@ -273,3 +273,19 @@ def test_clear_then_reuse() -> None:
     assert w.items() == []
     w.append({"i": 99})
     assert w.to_pandas()["i"].tolist() == [99]
+
+
+def test_appended_counts_every_item_evicted_and_cleared_ones_too() -> None:
+    w = Window(last=100)
+    assert w.appended == 0
+    for i in range(2_500):
+        w.append({"i": i})
+    assert w.appended == 2_500 and len(w) == 100
+    seen = w.appended
+    for i in range(2_500, 2_507):
+        w.append({"i": i})
+    assert [row["i"] for _, row in w.tail(w.appended - seen)] == list(range(2_500, 2_507))
+    w.clear()
+    assert w.appended == 2_507 and len(w) == 0
+    w.append({"i": -1})
+    assert w.appended == 2_508

@@ -112,12 +112,11 @@ def _check_options(where: str, options: Mapping[str, Any]) -> None:
 
 @dataclass(slots=True)
 class _ChartFeed:
-    """A chart fed from a window: its name and the arrival time of the last row given."""
+    """A chart fed from a window or keyed stage: its name and how far it has read."""
 
     chart: LiveChart
     window: str | None
-    last: float = -math.inf  # a window: the arrival time of the last row given
-    count: int = 0  # a keyed stage: the rows it had emitted at the last refresh
+    count: int = 0  # rows the window had received (the keyed stage emitted) at the last refresh
     error: StreamnbError | None = None
 
 
@@ -443,17 +442,13 @@ class Run:
                 new_rows, feed.count = w.emitted_since(feed.count)
                 chart.extend(new_rows)
                 continue
-            limit = chart.max_points * chart.max_series
-            n = 16
-            while True:  # read only the new rows: cost follows them, not the window's size
-                rows = w.tail(n)
-                if len(rows) < n or rows[0][0] <= feed.last or n >= limit:
-                    break
-                n = min(limit, n * 4)
-            new = [item for t, item in rows if t > feed.last]
-            if rows:
-                feed.last = max(feed.last, rows[-1][0])
-            chart.extend(new)
+            # only the rows new since the last refresh are read: the cost follows them (at
+            # most what the chart can show), not the window's size
+            total = w.appended
+            new = min(total - feed.count, chart.max_points * chart.max_series)
+            feed.count = total
+            if new > 0:
+                chart.extend(item for _, item in w.tail(new))
 
     async def _chart_loop(self) -> None:
         period = 1.0 / self.refresh
