@@ -373,10 +373,14 @@ async def test_shutdown_on_the_loop_cancels_async_calls_without_waiting_for_it(
 ) -> None:
     ex = DaskExecutor(client, name="aio-shutdown", batch_size=2)
     futures = [ex.submit_async(tasks.nap, i) for i in range(4)]
+    # as soon as the calls are on the cluster (in 2 to 4 tasks: idle threads may split a
+    # group), and long before their 1 s naps end
     for _ in range(400):
-        if ex.info().tasks_in_flight == 2:
+        info = ex.info()
+        if info.tasks_in_flight > 0 and info.in_flight == 4:
             break
         await asyncio.sleep(0.01)
+    assert ex.info().tasks_in_flight > 0 and ex.info().completed == 0
     # blocks this loop until the cluster let go: the asyncio futures' callbacks cannot run
     # meanwhile, so the executor settles them itself
     ex.shutdown(wait=True, cancel_futures=True)
