@@ -42,7 +42,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ._validate import check_number
 from .errors import ArgumentTypeError, InvalidArgumentError, MissingExtraError
@@ -424,15 +424,7 @@ class Aggregations:
         self.names = names
         self._aggs = aggs
         self._makers = tuple(a.make for a in aggs)
-        getters: list[Callable[[Any], Any] | None] = []
-        for a in aggs:
-            if a.field is None:
-                getters.append(None)
-            elif callable(a.field):
-                getters.append(a.field)
-            else:
-                getters.append(itemgetter(a.field))
-        self._getters = tuple(getters)
+        self._getters = tuple(_getter(a.field) for a in aggs)
 
     def new(self) -> list[Any]:
         """Fresh accumulators, one per aggregation."""
@@ -521,12 +513,7 @@ class FlatAggregations:
                 raise InvalidArgumentError(
                     f"FlatAggregations: {a.kind!r} is not a count, sum or mean"
                 )
-            if a.field is None:
-                getters.append(None)
-            elif callable(a.field):
-                getters.append(a.field)
-            else:
-                getters.append(itemgetter(a.field))
+            getters.append(_getter(a.field))
         self._template = template
         self._plan = tuple(plan)
         self._getters = tuple(getters)
@@ -599,6 +586,16 @@ def compile_aggs(where: str, aggs: Mapping[str, Any] | None) -> Aggregations:
         parsed.append(_parse(f"{where}(aggs[{name!r}])", spec))
         names.append(name)
     return Aggregations(tuple(names), tuple(parsed))
+
+
+def _getter(field: Any) -> Callable[[Any], Any] | None:
+    """How an aggregation reads its input from an item: None (the item itself), the field
+    function, or an ``itemgetter`` of the field's key."""
+    if field is None:
+        return None
+    if callable(field):
+        return cast("Callable[[Any], Any]", field)
+    return itemgetter(field)
 
 
 def _field_expr(field: Any, i: int, item: str, ns: dict[str, Any]) -> str:
