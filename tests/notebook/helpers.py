@@ -313,6 +313,26 @@ def run_all_cells(page: Page) -> None:
     page.click("li.lm-Menu-item:has-text('Run All Cells')")
 
 
+def wait_rendered(
+    page: Page, tmp_path: Path, what: str, *, selector: str | None = None, js: str | None = None
+) -> None:
+    """Wait (2 min) until ``what`` is on the page - a CSS ``selector`` or a ``js`` predicate;
+    else a screenshot ``no-<what>.png`` and an AssertionError naming it and the server log."""
+    if (selector is None) == (js is None):
+        raise ValueError("wait_rendered: give a selector or a js predicate")
+    try:
+        if selector is not None:
+            page.wait_for_selector(selector, timeout=120_000)
+        else:
+            page.wait_for_function(js or "", timeout=120_000)
+    except Exception as exc:
+        shot = tmp_path / f"no-{what.replace(' ', '-')}.png"
+        page.screenshot(path=str(shot))
+        raise AssertionError(
+            f"no {what} rendered; see {shot} and the server log in {tmp_path}"
+        ) from exc
+
+
 def publish_screenshot(shot: Path, picture: str) -> None:
     """Copy ``shot`` to docs/``picture`` (a README picture) when STREAMNB_UPDATE_SCREENSHOT is
     set; opt-in, so that running the tests leaves the checkout clean."""

@@ -16,7 +16,14 @@ from pathlib import Path
 
 from playwright.sync_api import Page
 
-from .helpers import REPO, dismiss_news, notebook_in_browser, publish_screenshot, run_all_cells
+from .helpers import (
+    REPO,
+    dismiss_news,
+    notebook_in_browser,
+    publish_screenshot,
+    run_all_cells,
+    wait_rendered,
+)
 
 FOREGROUND = f"""
 import sys, asyncio
@@ -87,14 +94,7 @@ def test_dashboard_runs_live_in_jupyterlab(tmp_path: Path) -> None:
     ) as page:
         run_all_cells(page)
 
-        try:
-            page.wait_for_selector(".streamnb-dashboard .widget-hprogress", timeout=120_000)
-        except Exception as exc:
-            page.screenshot(path=str(tmp_path / "no-dashboard.png"))
-            raise AssertionError(
-                f"no dashboard widget rendered; see {tmp_path}/no-dashboard.png and "
-                f"{tmp_path}/jupyterlab.log"
-            ) from exc
+        wait_rendered(page, tmp_path, "dashboard", selector=".streamnb-dashboard .widget-hprogress")
 
         seen: list[float] = []
         deadline = time.monotonic() + 120

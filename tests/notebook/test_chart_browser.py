@@ -23,7 +23,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
-from .helpers import REPO, dismiss_news, notebook_in_browser, publish_screenshot, run_all_cells
+from .helpers import (
+    REPO,
+    dismiss_news,
+    notebook_in_browser,
+    publish_screenshot,
+    run_all_cells,
+    wait_rendered,
+)
 
 CELL = f"""
 import sys, asyncio, random, time
@@ -107,17 +114,12 @@ def _points(page: Page) -> int:
 
 
 def _wait_for_chart(page: Page, tmp_path: Path, frontend: str) -> None:
-    try:
-        page.wait_for_function(
-            f"() => {{ const c = {_CHART_JS}; return c && c.querySelector('canvas'); }}",
-            timeout=120_000,
-        )
-    except Exception as exc:
-        page.screenshot(path=str(tmp_path / "no-chart.png"))
-        raise AssertionError(
-            f"no chart rendered in {frontend}; see {tmp_path}/no-chart.png and the server log "
-            f"in {tmp_path}"
-        ) from exc
+    wait_rendered(
+        page,
+        tmp_path,
+        f"chart in {frontend}",
+        js=f"() => {{ const c = {_CHART_JS}; return c && c.querySelector('canvas'); }}",
+    )
 
 
 def _watch(page: Page, reported: str, seconds: float = 120.0) -> tuple[list[int], list[str]]:
